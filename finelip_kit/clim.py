@@ -1,0 +1,146 @@
+"""CLIM — Cross-modal Late Interaction Module (pure functions).
+
+For an image with tokens ``a`` and a text with tokens ``b`` (both L2-normalised):
+
+    s[a, b]  = cos(image_a, text_b)
+    t2i      = mean over valid b of  leaky_relu(max over valid a of s[a, b])
+    i2t      = mean over valid a of  leaky_relu(max over valid b of s[a, b])
+    score    = t2i + i2t
+
+``leaky_relu`` (slope 0.1) is monotone, so it is applied after the max: the same value
+at a fraction of the cost. ``clim_scores`` scores every image against every text in
+blocks whose extra memory stays under ``chunk_bytes`` (the budget holds without autograd;
+with gradients, autograd keeps each block's similarities for the backward pass).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange, reduce
+
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+_FLOAT32_BYTES = 4
+
+
+def clim_scores(
+    image_tokens: torch.Tensor,
+    text_tokens: torch.Tensor,
+    text_mask: torch.Tensor | None = None,
+    image_mask: torch.Tensor | None = None,
+    slope: float = 0.1,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> torch.Tensor:
+    """Scores of every image against every text: ``(i, a, d)``, ``(t, b, d)`` → ``(i, t)``.
+
+    ``text_mask`` ``(t, b)`` / ``image_mask`` ``(i, a)``: True for valid tokens (None: all valid).
+    """
+    _check_tokens(image_tokens, text_tokens, text_mask, image_mask)
+    text_mask, image_mask = _drop_full(text_mask), _drop_full(image_mask)  # all-valid: skip masking
+    n_images, a, d = image_tokens.shape
+    n_texts, b, _ = text_tokens.shape
+    texts_per_block, images_per_block = _block_sizes(a, b, d, n_images, n_texts, chunk_bytes, image_tokens.element_size())
+    columns = []
+    for t0 in range(0, n_texts, texts_per_block):
+        texts = F.normalize(text_tokens[t0 : t0 + texts_per_block], dim=-1)
+        t_mask = None if text_mask is None else rearrange(text_mask[t0 : t0 + texts_per_block], "t b -> 1 1 t b")
+        rows = []
+        for i0 in range(0, n_images, images_per_block):
+            images = F.normalize(image_tokens[i0 : i0 + images_per_block], dim=-1)
+            i_mask = None if image_mask is None else rearrange(image_mask[i0 : i0 + images_per_block], "i a -> i a 1 1")
+            # One GEMM per block: (i·a, d) x (d, t·b), viewed as (i, a, t, b).
+            sim = rearrange(images, "i a d -> (i a) d") @ rearrange(texts, "t b d -> d (t b)")
+            sim = rearrange(sim, "(i a) (t b) -> i a t b", a=a, b=b)
+            rows.append(_late_interaction(sim, t_mask, i_mask, slope))
+        columns.append(torch.cat(rows, dim=0))
+    return torch.cat(columns, dim=1)
+
+
+def clim_pair_scores(
+    image_tokens: torch.Tensor,
+    text_tokens: torch.Tensor,
+    text_mask: torch.Tensor | None = None,
+    image_mask: torch.Tensor | None = None,
+    slope: float = 0.1,
+) -> torch.Tensor:
+    """Scores of aligned pairs: ``(n, a, d)``, ``(n, b, d)`` → ``(n,)`` (the diagonal of ``clim_scores``)."""
+    if image_tokens.shape[0] != text_tokens.shape[0]:
+        raise ValueError(
+            f"clim_pair_scores needs as many images as texts, got {image_tokens.shape[0]} and {text_tokens.shape[0]}"
+        )
+    _check_tokens(image_tokens, text_tokens, text_mask, image_mask)
+    sim = token_alignment(image_tokens, text_tokens)
+    sim = rearrange(sim, "n a b -> n a 1 b")
+    t_mask = None if text_mask is None else rearrange(text_mask, "n b -> n 1 1 b")
+    i_mask = None if image_mask is None else rearrange(image_mask, "n a -> n a 1 1")
+    return rearrange(_late_interaction(sim, t_mask, i_mask, slope), "n 1 -> n")
+
+
+def token_alignment(image_tokens: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+    """Raw token-to-token cosines for visualisation: ``(..., a, d)``, ``(..., b, d)`` → ``(..., a, b)``."""
+    image_tokens = F.normalize(image_tokens, dim=-1)
+    text_tokens = F.normalize(text_tokens, dim=-1)
+    return einsum(image_tokens, text_tokens, "... a d, ... b d -> ... a b")
+
+
+def _late_interaction(
+    sim: torch.Tensor, text_mask: torch.Tensor | None, image_mask: torch.Tensor | None, slope: float
+) -> torch.Tensor:
+    """``sim`` ``(i, a, t, b)`` cosines → ``(i, t)`` scores. Masks broadcast to ``sim`` (True = valid)."""
+    # Invalid tokens never win a max. In place: the GEMM's backward does not need its output.
+    if text_mask is not None:
+        sim = sim.masked_fill_(~text_mask, float("-inf"))
+    if image_mask is not None:
+        sim = sim.masked_fill_(~image_mask, float("-inf"))
+    text_to_image = F.leaky_relu(reduce(sim, "i a t b -> i t b", "max"), slope)
+    image_to_text = F.leaky_relu(reduce(sim, "i a t b -> i a t", "max"), slope)
+    text_valid = None if text_mask is None else rearrange(text_mask, "i 1 t b -> i t b")
+    image_valid = None if image_mask is None else rearrange(image_mask, "i a 1 1 -> i a 1")
+    return _masked_mean(text_to_image, text_valid, "i t b -> i t") + _masked_mean(image_to_text, image_valid, "i a t -> i t")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, pattern: str) -> torch.Tensor:
+    if mask is None:
+        return reduce(values, pattern, "mean")
+    total = reduce(torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)), pattern, "sum")
+    count = reduce(mask.to(values.dtype), pattern, "sum")
+    return total / count
+
+
+def _block_sizes(
+    a: int, b: int, d: int, n_images: int, n_texts: int, chunk_bytes: int, element_size: int = _FLOAT32_BYTES
+) -> tuple[int, int]:
+    """(texts, images) per block so that a block's temporaries fit in ``chunk_bytes``.
+
+    A block of ``ti`` images and ``tt`` texts holds the similarities ``ti·a·tt·b``, the two
+    reductions and their activations ``2·ti·tt·(a + b)``, and the normalised tokens.
+    """
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes}")
+    per_pair = element_size * (a * b + 2 * (a + b))
+    texts = max(1, min(n_texts, chunk_bytes // (per_pair + element_size * (b * d + a * d))))
+    left = chunk_bytes - element_size * texts * b * d
+    images = max(1, min(n_images, left // (per_pair * texts + element_size * a * d)))
+    return texts, images
+
+
+def _drop_full(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None or bool(mask.all()) else mask
+
+
+def _check_tokens(image_tokens, text_tokens, text_mask, image_mask) -> None:
+    if image_tokens.ndim != 3 or text_tokens.ndim != 3:
+        raise ValueError(
+            f"token tensors must be (items, tokens, dim); got image {tuple(image_tokens.shape)} "
+            f"and text {tuple(text_tokens.shape)}"
+        )
+    if image_tokens.shape[-1] != text_tokens.shape[-1]:
+        raise ValueError(f"image and text token dims differ: {image_tokens.shape[-1]} vs {text_tokens.shape[-1]}")
+    for name, mask, tokens in (("text_mask", text_mask, text_tokens), ("image_mask", image_mask, image_tokens)):
+        if mask is None:
+            continue
+        if mask.shape != tokens.shape[:2] or mask.dtype != torch.bool:
+            raise ValueError(f"{name} must be a bool tensor of shape {tuple(tokens.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+        empty = (~mask.any(-1)).nonzero().flatten()
+        if len(empty):
+            raise ValueError(f"{name} rows {empty.tolist()[:10]} have no valid token; every item needs at least one")

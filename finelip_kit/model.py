@@ -1,0 +1,160 @@
+"""FineLIP: two towers, ATRM on each side, CLIM scores, and the configured loss recipe.
+
+    model = create_model("tiny")
+    image = model.encode_image(images)                    # Features: global_, tokens, mask
+    text = model.encode_text(ids, attention_mask)
+    scores = model.similarity(image, text, mode="fused")  # (n_images, n_texts)
+    terms = model(batch)                                  # {"loss", "global", "fine", ...}
+
+``encode_*`` return the tokens CLIM compares: the global token (class / EOT) first, then
+the K refined tokens (or, with ATRM off, every local token with its mask).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange
+from torch import nn
+
+from .atrm import ATRM
+from .clim import DEFAULT_CHUNK_BYTES, clim_scores
+from .config import FineLIPConfig, preset
+from .losses import gather_no_grad, gather_with_grad, info_nce, positives_from_ids, primary_component_loss, triplet_loss, world
+from .towers import Features, TextTower, VisionTower
+
+
+class FineLIP(nn.Module):
+    def __init__(self, config: FineLIPConfig):
+        super().__init__()
+        self.config = config
+        self.vision = VisionTower.from_config(config.vision, config.embed_dim)
+        self.text = TextTower.from_config(config.text, config.embed_dim)
+        refine = config.use_atrm and config.use_clim
+        self.image_atrm = ATRM(config.embed_dim, config.atrm_k, config.atrm_hidden_ratio) if refine else None
+        self.text_atrm = ATRM(config.embed_dim, config.text_k, config.atrm_hidden_ratio) if refine else None
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+
+    @property
+    def context_length(self) -> int:
+        return self.text.context_length
+
+    # ---------------------------------------------------------------- encoding
+    def encode_image(self, images: torch.Tensor, fine: bool = True) -> Features:
+        """``(b, 3, h, w)`` → ``Features``; ``fine=False`` returns the raw tower output (no ATRM)."""
+        features = self.vision(images)
+        return self._fine_tokens(features, self.image_atrm) if fine else features
+
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, fine: bool = True
+    ) -> Features:
+        """``(b, n)`` token ids → ``Features``; ``fine=False`` returns the raw tower output (no ATRM)."""
+        features = self.text(input_ids, attention_mask)
+        return self._fine_tokens(features, self.text_atrm) if fine else features
+
+    def _fine_tokens(self, features: Features, atrm: ATRM | None) -> Features:
+        """The global token followed by the refined tokens (or all valid local tokens)."""
+        global_token = rearrange(features.global_, "b d -> b 1 d")
+        ones = torch.ones_like(features.mask[:, :1])
+        if atrm is None:
+            tokens = torch.cat([global_token, features.tokens], dim=1)
+            return Features(features.global_, tokens, torch.cat([ones, features.mask], dim=1))
+        refined, weights = atrm(features.tokens, features.mask)
+        # A row with no local token (an empty caption) has all-zero refined tokens: mask them out.
+        refined_mask = rearrange(features.mask.any(-1), "b -> b 1").expand(-1, atrm.k)
+        tokens = torch.cat([global_token, refined], dim=1)
+        return Features(features.global_, tokens, torch.cat([ones, refined_mask], dim=1), slot_weights=weights)
+
+    # ---------------------------------------------------------------- scoring
+    def similarity(
+        self,
+        image: Features,
+        text: Features,
+        mode: str | None = None,
+        fuse_weight: float | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> torch.Tensor:
+        """``(n_images, n_texts)`` scores: ``global`` cosine, ``fine`` CLIM, or ``fused``:
+        ``(1 - w)·global + w·fine`` (FineLIP*: w = 0.2)."""
+        mode = mode or self.config.score_mode
+        weight = self.config.fuse_weight if fuse_weight is None else fuse_weight
+        if mode not in ("global", "fine", "fused"):
+            raise ValueError(f"mode must be 'global', 'fine' or 'fused', got {mode!r}")
+        if mode != "global" and not self.config.use_clim:
+            raise ValueError(f"mode {mode!r} needs CLIM, but this model has use_clim=False; use mode='global'")
+        if mode == "global":
+            return global_similarity(image.global_, text.global_)
+        fine = self.fine_similarity(image, text, chunk_bytes)
+        if mode == "fine":
+            return fine
+        return (1 - weight) * global_similarity(image.global_, text.global_) + weight * fine
+
+    def fine_similarity(self, image: Features, text: Features, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+        return clim_scores(image.tokens, text.tokens, text.mask, image.mask, self.config.clim_slope, chunk_bytes)
+
+    # ---------------------------------------------------------------- training
+    def forward(
+        self, batch: dict[str, Any], fine_weight: float | None = None, negatives: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch of pairs: ``{"loss": total, "global"?, "fine"?, "pcm"?}``.
+
+        ``batch``: ``images`` ``(b, 3, h, w)``, ``input_ids`` ``(b, n)``, optional
+        ``attention_mask``, ``image_ids`` ``(b,)`` (pairs sharing an image are not negatives),
+        ``short_input_ids``/``short_attention_mask`` (for the primary-component term).
+        ``fine_weight``/``negatives`` override the config (the trainer's ramp and switch).
+        """
+        cfg = self.config
+        fine_weight = cfg.fine_weight if fine_weight is None else fine_weight
+        negatives = negatives or cfg.negatives
+        use_global, use_fine = cfg.loss in ("global", "global+fine"), cfg.loss in ("fine", "global+fine")
+        image = self.encode_image(batch["images"], fine=use_fine)
+        text = self.encode_text(batch["input_ids"], batch.get("attention_mask"), fine=use_fine)
+        image_ids = batch.get("image_ids")
+        scale = self.logit_scale.clamp(max=cfg.logit_scale_max)
+        terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=image.global_.device)
+        if use_global:
+            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss)
+            total = total + cfg.global_weight * terms["global"]
+        if use_fine:
+            terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
+            total = total + fine_weight * terms["fine"]
+        if cfg.pcm_weight > 0:
+            if "short_input_ids" not in batch:
+                raise KeyError("pcm_weight > 0 needs short captions in the batch ('short_input_ids'); set pcm_weight=0 or add them")
+            short = self.text(batch["short_input_ids"], batch.get("short_attention_mask"))
+            terms["pcm"] = primary_component_loss(image.global_, short.global_, scale, cfg.pcm_components, image_ids)
+            total = total + cfg.pcm_weight * terms["pcm"]
+        terms["loss"] = total
+        return terms
+
+    def _fine_loss(self, image: Features, text: Features, image_ids: torch.Tensor | None, negatives: str) -> torch.Tensor:
+        """Triplet loss on the CLIM score matrix of the batch gathered across ranks."""
+        text_tokens, text_mask = text.tokens, text.mask
+        if world()[1] > 1 and self.text_atrm is None:
+            # Ranks pad their batches to different lengths; pad to the context to gather.
+            pad = self.context_length - text_tokens.shape[1]
+            text_tokens, text_mask = F.pad(text_tokens, (0, 0, 0, pad)), F.pad(text_mask, (0, pad))
+        image_tokens = gather_with_grad(image.tokens)
+        text_tokens, text_mask = gather_with_grad(text_tokens), gather_no_grad(text_mask)
+        image_mask = gather_no_grad(image.mask)
+        ids = None if image_ids is None else gather_no_grad(image_ids)
+        scores = clim_scores(image_tokens, text_tokens, text_mask, image_mask, self.config.clim_slope)
+        positives = positives_from_ids(ids, scores.shape[0], scores.device)
+        return triplet_loss(scores, positives, self.config.margin, negatives, self.config.triplet_reduction)
+
+
+def global_similarity(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of global embeddings: ``(i, d)``, ``(t, d)`` → ``(i, t)``."""
+    return einsum(F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1), "i d, t d -> i t")
+
+
+def create_model(name_or_config: str | FineLIPConfig = "tiny", **overrides: Any) -> FineLIP:
+    """A freshly initialised model from a preset name (``tiny``, ``clip-b16``, ``clip-l14``) or a config."""
+    if isinstance(name_or_config, FineLIPConfig):
+        config = name_or_config.replace(**overrides) if overrides else name_or_config
+    else:
+        config = preset(name_or_config, **overrides)
+    return FineLIP(config)
