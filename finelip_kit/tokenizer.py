@@ -160,7 +160,7 @@ class CLIPTextTokenizer:
 
     def decode_tokens(self, ids: Sequence[int]) -> list[str]:
         """Each id as its text piece (BPE end-of-word markers removed), for labelling plots."""
-        return [self.hf.convert_tokens_to_string([t]).strip() for t in self.hf.convert_ids_to_tokens(list(ids))]
+        return [self.hf.decode([int(i)]).strip() for i in ids]
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the transformers tokenizer files with ``model_max_length`` = the context length."""
