@@ -15,6 +15,8 @@ with gradients, autograd keeps each block's similarities for the backward pass).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange, reduce
@@ -40,20 +42,36 @@ def clim_scores(
     n_images, a, d = image_tokens.shape
     n_texts, b, _ = text_tokens.shape
     texts_per_block, images_per_block = _block_sizes(a, b, d, n_images, n_texts, chunk_bytes, image_tokens.element_size())
-    columns = []
+    # Without autograd, each block writes into buffers reused across blocks: no fresh pages per
+    # block, and never two blocks' temporaries alive at once.
+    tracking = torch.is_grad_enabled() and (image_tokens.requires_grad or text_tokens.requires_grad)
+    if tracking:
+        sim_buffer = image_buffer = text_buffer = None
+    else:
+        sim_buffer = image_tokens.new_empty(images_per_block * a * texts_per_block * b)
+        image_buffer = image_tokens.new_empty(images_per_block * a * d)
+        text_buffer = text_tokens.new_empty(texts_per_block * b * d)
+    scores = image_tokens.new_empty(n_images, n_texts)
     for t0 in range(0, n_texts, texts_per_block):
-        texts = F.normalize(text_tokens[t0 : t0 + texts_per_block], dim=-1)
+        texts = _normalize(text_tokens[t0 : t0 + texts_per_block], text_buffer)
         t_mask = None if text_mask is None else rearrange(text_mask[t0 : t0 + texts_per_block], "t b -> 1 1 t b")
-        rows = []
         for i0 in range(0, n_images, images_per_block):
-            images = F.normalize(image_tokens[i0 : i0 + images_per_block], dim=-1)
+            images = _normalize(image_tokens[i0 : i0 + images_per_block], image_buffer)
             i_mask = None if image_mask is None else rearrange(image_mask[i0 : i0 + images_per_block], "i a -> i a 1 1")
             # One GEMM per block: (i·a, d) x (d, t·b), viewed as (i, a, t, b).
-            sim = rearrange(images, "i a d -> (i a) d") @ rearrange(texts, "t b d -> d (t b)")
+            left, right = rearrange(images, "i a d -> (i a) d"), rearrange(texts, "t b d -> d (t b)")
+            out = None if sim_buffer is None else sim_buffer[: left.shape[0] * right.shape[1]].view(left.shape[0], -1)
+            sim = torch.mm(left, right, out=out)
             sim = rearrange(sim, "(i a) (t b) -> i a t b", a=a, b=b)
-            rows.append(_late_interaction(sim, t_mask, i_mask, slope))
-        columns.append(torch.cat(rows, dim=0))
-    return torch.cat(columns, dim=1)
+            scores[i0 : i0 + images_per_block, t0 : t0 + texts_per_block] = _late_interaction(sim, t_mask, i_mask, slope)
+    return scores
+
+
+def _normalize(tokens: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
+    """L2-normalise the last axis, into ``buffer`` when one is given."""
+    if buffer is None:
+        return F.normalize(tokens, dim=-1)
+    return F.normalize(tokens, dim=-1, out=buffer[: tokens.numel()].view(tokens.shape))
 
 
 def clim_pair_scores(
@@ -112,16 +130,28 @@ def _block_sizes(
 ) -> tuple[int, int]:
     """(texts, images) per block so that a block's temporaries fit in ``chunk_bytes``.
 
-    A block of ``ti`` images and ``tt`` texts holds the similarities ``ti·a·tt·b``, the two
-    reductions and their activations ``2·ti·tt·(a + b)``, and the normalised tokens.
+    A block of ``ni`` images and ``nt`` texts holds the similarities ``ni·a·nt·b``, the two
+    reductions and their activations ``2·ni·nt·(a + b)``, and the normalised tokens. Blocks
+    are as square as the budget allows: a GEMM with both sides large runs fastest. The
+    ``(n_images, n_texts)`` result counts against the budget, and 15% of it is left for
+    what the libraries allocate themselves (GEMM packing buffers).
     """
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes}")
+    chunk_bytes = max(0, int(chunk_bytes * 0.85) - element_size * n_images * n_texts)
     per_pair = element_size * (a * b + 2 * (a + b))
-    texts = max(1, min(n_texts, chunk_bytes // (per_pair + element_size * (b * d + a * d))))
-    left = chunk_bytes - element_size * texts * b * d
-    images = max(1, min(n_images, left // (per_pair * texts + element_size * a * d)))
-    return texts, images
+
+    def images_for(texts: int) -> int:
+        left = chunk_bytes - element_size * texts * b * d
+        return max(1, min(n_images, left // (per_pair * texts + element_size * a * d)))
+
+    def texts_for(images: int) -> int:
+        left = chunk_bytes - element_size * images * a * d
+        return max(1, min(n_texts, left // (per_pair * images + element_size * b * d)))
+
+    texts = max(1, min(n_texts, math.isqrt(chunk_bytes // per_pair)))
+    images = images_for(texts)
+    return texts_for(images), images
 
 
 def _drop_full(mask: torch.Tensor | None) -> torch.Tensor | None:

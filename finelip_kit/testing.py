@@ -13,18 +13,22 @@ def clim_scores_loop(
     image_mask: torch.Tensor | None = None,
     slope: float = 0.1,
 ) -> torch.Tensor:
-    """CLIM one caption at a time, as the official FineLIP code computes it: ``(i, t)`` scores."""
-    n_images, n_texts = image_tokens.shape[0], text_tokens.shape[0]
+    """CLIM one caption at a time against every image, as the official FineLIP code computes it.
+
+    Leaky ReLU before the max, as written in the paper; ``(i, t)`` scores.
+    """
     images = F.normalize(image_tokens, dim=-1)
     texts = F.normalize(text_tokens, dim=-1)
-    scores = torch.empty(n_images, n_texts, dtype=image_tokens.dtype)
-    for t in range(n_texts):
-        words = texts[t] if text_mask is None else texts[t][text_mask[t]]
-        for i in range(n_images):
-            regions = images[i] if image_mask is None else images[i][image_mask[i]]
-            sim = F.leaky_relu(regions @ words.T, slope)  # (regions, words)
-            scores[i, t] = sim.max(dim=0).values.mean() + sim.max(dim=1).values.mean()
-    return scores
+    valid_regions = torch.ones(images.shape[:2], dtype=torch.bool) if image_mask is None else image_mask
+    columns = []
+    for t in range(texts.shape[0]):
+        words = texts[t] if text_mask is None else texts[t][text_mask[t]]  # (b, d)
+        sim = F.leaky_relu(torch.einsum("iad,bd->iab", images, words), slope)  # (images, regions, words)
+        best_region = sim.masked_fill(~valid_regions[:, :, None], float("-inf")).max(dim=1).values  # (i, b)
+        best_word = sim.max(dim=2).values  # (i, a)
+        region_mean = (best_word * valid_regions).sum(1) / valid_regions.sum(1)
+        columns.append(best_region.mean(1) + region_mean)
+    return torch.stack(columns, dim=1)
 
 
 def kps_stretch_longclip(table: torch.Tensor, keep: int = 20) -> torch.Tensor:

@@ -34,9 +34,10 @@ def test_result_is_identical_whatever_the_chunk_size(chunk_bytes):
 def test_block_sizes_respect_the_budget():
     a = b = 40
     d = 512
-    for budget in (2**20, 64 * 2**20, 256 * 2**20):
+    assert _block_sizes(a, b, d, 1000, 1000, 2**20) == (1, 1)  # below the result's own size: smallest blocks
+    for budget in (8 * 2**20, 64 * 2**20, 256 * 2**20):
         texts, images = _block_sizes(a, b, d, 1000, 1000, budget)
-        used = 4 * (images * texts * (a * b + 2 * (a + b)) + texts * b * d + images * a * d)
+        used = 4 * (images * texts * (a * b + 2 * (a + b)) + texts * b * d + images * a * d + 1000 * 1000)
         assert used <= budget, (budget, texts, images, used)
 
 
