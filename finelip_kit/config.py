@@ -57,6 +57,7 @@ class VisionConfig:
     heads: int = 12
     mlp_ratio: float = 4.0
     act: str = "quick_gelu"
+    norm_eps: float = 1e-5
     timm_name: str | None = None  # build a named timm model instead (weights seam)
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
@@ -75,6 +76,7 @@ class VisionConfig:
         )
         _check_number("vision.mlp_ratio", self.mlp_ratio, 1e-6)
         _check_choice("vision.act", self.act, ACTIVATIONS)
+        _check_number("vision.norm_eps", self.norm_eps, 0.0, 1.0)
 
     @property
     def num_patches(self) -> int:
@@ -91,6 +93,7 @@ class TextConfig:
     heads: int = 8
     mlp_dim: int = 2048
     act: str = "quick_gelu"
+    norm_eps: float = 1e-5
     pretrained_context: int = 77  # rows of the original position table
     context_length: int = 248  # rows after stretching
     stretch: str = "kps"
@@ -109,6 +112,7 @@ class TextConfig:
             f"text.width ({self.width}) must be divisible by text.heads ({self.heads})",
         )
         _check_choice("text.act", self.act, ACTIVATIONS)
+        _check_number("text.norm_eps", self.norm_eps, 0.0, 1.0)
         _check_choice("text.stretch", self.stretch, STRETCH_MODES)
         _require(
             self.stretch != "none" or self.context_length <= self.pretrained_context,

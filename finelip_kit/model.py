@@ -41,6 +41,43 @@ class FineLIP(nn.Module):
     def context_length(self) -> int:
         return self.text.context_length
 
+    # ---------------------------------------------------------------- weights in and out
+    @classmethod
+    def from_clip(cls, source: str, **overrides: Any) -> "FineLIP":
+        """Start from a transformers CLIP (``"openai/clip-vit-base-patch16"`` or a local dir).
+
+        Vision weights go into the timm ViT, text weights into the text tower, then the
+        positions are stretched (``context_length=248``, ``stretch="kps"`` by default, first 20
+        rows frozen); ATRM is freshly initialised (restored when ``source`` is an
+        ``export_clip`` directory). ``overrides``: config keys (``atrm_k=16``,
+        ``"text.freeze_kept_positions"=False``, ...), and ``vision_timm=(name, file)`` to take
+        the image tower from a timm CLIP ViT instead.
+        """
+        from .pretrained import from_clip
+
+        return from_clip(source, **overrides)
+
+    @classmethod
+    def from_openai_checkpoint(cls, path: str, **overrides: Any) -> "FineLIP":
+        """Start from an OpenAI-format ``.pt`` (OpenAI CLIP, or Long-CLIP's ``longclip-B/L.pt``,
+        whose effective position table — base rows < 20, residual rows after — is kept exactly)."""
+        from .pretrained import from_openai_checkpoint
+
+        return from_openai_checkpoint(path, **overrides)
+
+    @classmethod
+    def from_pretrained(cls, directory: str) -> "FineLIP":
+        """Restore a ``save_pretrained`` directory exactly."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(directory)
+
+    def save_pretrained(self, directory: str, tokenizer=None) -> None:
+        """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``."""
+        from .pretrained import save_pretrained
+
+        save_pretrained(self, directory, tokenizer)
+
     # ---------------------------------------------------------------- encoding
     def encode_image(self, images: torch.Tensor, fine: bool = True) -> Features:
         """``(b, 3, h, w)`` → ``Features``; ``fine=False`` returns the raw tower output (no ATRM)."""

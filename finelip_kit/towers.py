@@ -39,10 +39,17 @@ class Features:
 
 
 class VisionTower(nn.Module):
-    """A timm VisionTransformer with ``head`` = projection to the joint space."""
+    """A timm VisionTransformer whose ``head`` is CLIP's projection to the joint space (no bias)."""
 
     def __init__(self, vit: nn.Module):
         super().__init__()
+        head = vit.head
+        if head.bias is not None:
+            if head.bias.abs().max() > 0:
+                raise ValueError("the ViT head has a non-zero bias; CLIP's projection has none")
+            projection = nn.Linear(head.in_features, head.out_features, bias=False)
+            projection.weight = head.weight
+            vit.head = projection
         self.vit = vit
 
     @classmethod
@@ -52,6 +59,7 @@ class VisionTower(nn.Module):
 
         if config.timm_name is not None:
             vit = timm.create_model(config.timm_name, pretrained=False, num_classes=embed_dim)
+            nn.init.zeros_(vit.head.bias)
             return cls(vit)
         vit = VisionTransformer(
             img_size=config.image_size,
@@ -65,8 +73,9 @@ class VisionTower(nn.Module):
             global_pool="token",
             num_classes=embed_dim,
             act_layer=config.act,
-            norm_layer=partial(nn.LayerNorm, eps=1e-5),
+            norm_layer=partial(nn.LayerNorm, eps=config.norm_eps),
         )
+        nn.init.zeros_(vit.head.bias)
         return cls(vit)
 
     @property
@@ -131,6 +140,7 @@ class TextTower(nn.Module):
             eos_token_id=config.eos_token_id,
             pad_token_id=config.pad_token_id,
             projection_dim=embed_dim,
+            layer_norm_eps=config.norm_eps,
         )
         tower = cls(CLIPTextModel(hf_config), nn.Linear(config.width, embed_dim, bias=False))
         tower.stretch_positions(config)
