@@ -50,8 +50,8 @@ class FineLIP(nn.Module):
         positions are stretched (``context_length=248``, ``stretch="kps"`` by default, first 20
         rows frozen); ATRM is freshly initialised (restored when ``source`` is an
         ``export_clip`` directory). ``overrides``: config keys (``atrm_k=16``,
-        ``"text.freeze_kept_positions"=False``, ...), and ``vision_timm=(name, file)`` to take
-        the image tower from a timm CLIP ViT instead.
+        ``"text.freeze_kept_positions"=False``, ...), and ``vision_timm=name`` or ``(name, file)``
+        or ``(name, file, timm_kwargs)`` to take the image tower from a timm CLIP ViT instead.
         """
         from .pretrained import from_clip
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         if _is_torchscript(path):
-            return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+            with warnings.catch_warnings():  # TorchScript is deprecated, but OpenAI's releases use it
+                warnings.simplefilter("ignore", FutureWarning)
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
@@ -426,8 +429,10 @@ def from_clip(source: str | Path, **overrides: Any) -> FineLIP:
         config = config_from_hf(clip.config, **overrides)
     optional: tuple[str, ...] = ()
     if vision_timm is not None:
-        vision = timm_vision_tower(*vision_timm, embed_dim=config.embed_dim)
-        config = config.replace(**_vision_fields(vision, vision_timm[0]))
+        spec = (vision_timm,) if isinstance(vision_timm, str) else tuple(vision_timm)
+        name, file, architecture = (spec + (None, None))[:3]
+        vision = timm_vision_tower(name, file, embed_dim=config.embed_dim, architecture=architecture)
+        config = config.replace(**_vision_fields(vision, name))
         weights = {k: v for k, v in weights.items() if not k.startswith("vision.")}
         optional = ("vision.",)
     model = load_converted(FineLIP(config), weights, str(source), optional=optional)
@@ -470,19 +475,26 @@ def from_openai_checkpoint(path: str | Path, **overrides: Any) -> FineLIP:
     return load_converted(FineLIP(config), convert_state_dict(state_dict), str(path))
 
 
-def timm_vision_tower(name: str, file: str | Path | None = None, embed_dim: int | None = None):
+def timm_vision_tower(
+    name: str, file: str | Path | None = None, embed_dim: int | None = None, architecture: dict[str, Any] | None = None
+):
     """A ``VisionTower`` from a timm CLIP ViT name, with weights from ``file`` (timm converts
-    OpenAI / open_clip ``visual.*`` keys) or, without a file, from the hub when online."""
+    OpenAI / open_clip ``visual.*`` keys) or, without a file, from the hub when online.
+    ``architecture``: keyword overrides for ``timm.create_model`` (``depth=...``)."""
     import timm
 
     from .towers import VisionTower
 
-    kwargs: dict[str, Any] = {"num_classes": embed_dim} if embed_dim else {}
+    kwargs = dict(architecture or {})
+    overlay: dict[str, Any] = {}
+    if embed_dim:
+        # Also in the overlay: timm drops a head whose size differs from the pretrained config's.
+        kwargs["num_classes"] = overlay["num_classes"] = embed_dim
     if file is not None:
         if not Path(file).is_file():
             raise FileNotFoundError(f"timm weights file {str(file)!r} does not exist")
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(file))
-    vit = timm.create_model(name, pretrained=True, **kwargs)
+        overlay["file"] = str(file)
+    vit = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay or None, **kwargs)
     return VisionTower(vit)
 
 

@@ -58,7 +58,16 @@ class VisionTower(nn.Module):
         from timm.models.vision_transformer import VisionTransformer
 
         if config.timm_name is not None:
-            vit = timm.create_model(config.timm_name, pretrained=False, num_classes=embed_dim)
+            vit = timm.create_model(
+                config.timm_name,
+                pretrained=False,
+                num_classes=embed_dim,
+                img_size=config.image_size,
+                patch_size=config.patch_size,
+                embed_dim=config.width,
+                depth=config.depth,
+                num_heads=config.heads,
+            )
             nn.init.zeros_(vit.head.bias)
             return cls(vit)
         vit = VisionTransformer(
