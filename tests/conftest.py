@@ -1,3 +1,9 @@
+import os
+
+# Tests never touch the network: datasets / transformers fail at once on a hub id.
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 

@@ -1,0 +1,24 @@
+"""Data: the embedded synthetic benchmark, real long-caption datasets, transforms and collate."""
+
+from .collate import Collate, PairDataset
+from .datasets import KNOWN, LoadReport, Pairs, first_sentence, load_pairs, open_image
+from .synthetic import SyntheticConfig, SyntheticScenes, show_samples, to_hf_dataset, write_jsonl
+from .transforms import clip_transform, to_rgb
+
+__all__ = [
+    "KNOWN",
+    "Collate",
+    "LoadReport",
+    "PairDataset",
+    "Pairs",
+    "SyntheticConfig",
+    "SyntheticScenes",
+    "clip_transform",
+    "first_sentence",
+    "load_pairs",
+    "open_image",
+    "show_samples",
+    "to_hf_dataset",
+    "to_rgb",
+    "write_jsonl",
+]

@@ -1,0 +1,68 @@
+"""Batching image-caption records for the model: images transformed, captions tokenized at the
+model's context (EOT kept on truncation), truncations counted."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..tokenizer import CLIPTextTokenizer
+
+
+class PairDataset(Dataset):
+    """Records (dicts with ``image``, ``caption``, ...) with the image transformed.
+
+    ``records`` is anything indexable: ``SyntheticScenes``, a ``Pairs`` from ``load_pairs``,
+    a ``datasets.Dataset``, a list of dicts.
+    """
+
+    def __init__(self, records, transform: Callable):
+        self.records = records
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = dict(self.records[index])
+        record["image"] = self.transform(record["image"])
+        return record
+
+
+class Collate:
+    """``list of records → batch dict`` for ``FineLIP.forward`` and evaluation.
+
+    Batch: ``images`` ``(b, 3, s, s)``, ``input_ids``/``attention_mask`` ``(b, n)``,
+    ``image_ids`` ``(b,)``, ``groups`` ``(b,)`` (when records carry them),
+    ``short_input_ids``/``short_attention_mask`` (with ``short_captions=True``), and
+    ``stats``: ``{"truncated": captions cut at the context, "captions": b}``.
+    """
+
+    def __init__(self, tokenizer: CLIPTextTokenizer, context_length: int | None = None, short_captions: bool = False):
+        self.tokenizer = tokenizer
+        self.context_length = context_length or tokenizer.context_length
+        self.short_captions = short_captions
+
+    def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        text = self.tokenizer([r["caption"] for r in records], context_length=self.context_length)
+        batch: dict[str, Any] = {
+            "images": torch.stack([r["image"] for r in records]),
+            "input_ids": text.input_ids,
+            "attention_mask": text.attention_mask,
+            "image_ids": torch.tensor([_as_int_id(r["image_id"]) for r in records]),
+            "stats": {"truncated": text.num_truncated, "captions": len(records)},
+        }
+        if all("group" in r and r["group"] is not None for r in records):
+            batch["groups"] = torch.tensor([int(r["group"]) for r in records])
+        if self.short_captions:
+            short = self.tokenizer([r["short_caption"] or r["caption"] for r in records], context_length=self.context_length)
+            batch["short_input_ids"], batch["short_attention_mask"] = short.input_ids, short.attention_mask
+        return batch
+
+
+def _as_int_id(value) -> int:
+    if isinstance(value, (int, torch.Tensor)):
+        return int(value)
+    raise TypeError(f"image_id must be an integer index (load_pairs assigns them), got {value!r}")

@@ -1,0 +1,518 @@
+"""Real long-caption datasets: one loader, ``load_pairs``, for every layout the kit knows.
+
+    pairs = load_pairs("urban1k", root="/data/Urban1k.zip")
+    pairs = load_pairs("docci", split="test", root="/data/docci")
+    pairs = load_pairs("/data/mine.jsonl", on_error="skip"); print(pairs.report)
+
+Every loader yields raw records (an image file or bytes, a caption, an original image
+key); one validation pass then checks each record — caption present and non-empty,
+image file present, non-empty and decodable — and either raises naming the record and
+the file (``on_error="raise"``) or skips it and counts it in ``pairs.report``
+(``on_error="skip"``). Nothing is dropped silently. Odd image modes (grayscale, RGBA,
+palette, CMYK, 16-bit) are converted when the image is read, never rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from PIL import Image
+
+from .transforms import to_rgb
+
+KNOWN = ("urban1k", "docci", "dci", "sharegpt4v", "coco", "flickr30k")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass
+class LoadReport:
+    """What a load kept and skipped, and why."""
+
+    loaded: int = 0
+    skipped: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)  # the first few skipped records, named
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.skipped += 1
+        self.reasons[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def __str__(self) -> str:
+        lines = [f"loaded {self.loaded} pairs, skipped {self.skipped}"]
+        lines += [f"  {count} x {reason}" for reason, count in self.reasons.most_common()]
+        lines += [f"  e.g. {example}" for example in self.examples[:5]]
+        return "\n".join(lines)
+
+
+class Pairs:
+    """Image-caption pairs of one dataset split.
+
+    ``hf`` is a ``datasets.Dataset`` with columns ``image`` (a path, or ``image_bytes``),
+    ``caption``, ``short_caption``, ``image_id`` (int, one per distinct image) and
+    ``image_key`` (the dataset's own id). ``pairs[i]`` gives a record dict with the
+    image opened as RGB. Several captions per image share an ``image_id``.
+    """
+
+    def __init__(self, hf, report: LoadReport, name: str):
+        self.hf, self.report, self.name = hf, report, name
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.hf[int(index)]
+        row["image"] = open_image(row.pop("image_bytes", None) or row["image"], f"{self.name} record {index}")
+        return row
+
+    @property
+    def num_images(self) -> int:
+        return len(set(self.hf["image_id"]))
+
+    def __repr__(self) -> str:
+        return f"Pairs({self.name!r}, {len(self)} pairs, {self.num_images} images, skipped {self.report.skipped})"
+
+
+def open_image(source: str | bytes, where: str = "") -> Image.Image:
+    """Open an image file (or bytes) fully, as RGB; a clear error names the file on failure."""
+    label = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+            image.load()
+            return to_rgb(image)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{where}: image file {label!r} does not exist") from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"{where}: image {label!r} could not be decoded ({error})") from error
+
+
+# ----------------------------------------------------------------------------- the loader
+def load_pairs(
+    name_or_path: str | Path,
+    split: str = "test",
+    root: str | Path | None = None,
+    on_error: str = "raise",
+    verify: str = "full",
+    image_root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> Pairs:
+    """Image-caption pairs from a known dataset (``root`` = where it lies), a local file or
+    folder of your own, or a hub id (online only).
+
+    ``on_error``: ``"raise"`` (default) or ``"skip"`` (counted in ``pairs.report``).
+    ``verify``: ``"full"`` decodes every image once (catches truncated files), ``"header"``
+    only opens it (fast, for huge sets: a broken image then fails when read), ``"none"``.
+    ``image_root``: where relative image paths point (default: beside the annotation file).
+    ``cache_dir``: where a zip is extracted (default ``~/.cache/finelip_kit``).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if verify not in ("full", "header", "none"):
+        raise ValueError(f"verify must be 'full', 'header' or 'none', got {verify!r}")
+    name = str(name_or_path)
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in KNOWN:
+        if root is None:
+            raise ValueError(f"load_pairs({name!r}) needs root= (where the dataset lies); see the README's data section")
+        raw, label = _KNOWN_LOADERS[key](Path(root), split, image_root, cache_dir), key
+    elif Path(name).exists():
+        raw, label = _own_data(Path(name), split, image_root), Path(name).name
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return _hub(name, split)
+    else:
+        raise FileNotFoundError(
+            f"{name!r} is neither a known dataset ({', '.join(KNOWN)}), an existing path, nor a hub id (org/name)"
+        )
+    return _validate(raw, label, on_error, verify)
+
+
+@dataclass
+class RawRecord:
+    image: str | bytes | None
+    caption: Any
+    image_key: str
+    where: str  # "file:line" or similar, for messages
+    short_caption: str | None = None
+    problem: tuple[str, str] | None = None  # (reason, detail): a defect found while reading
+    group: int | None = None  # a hard-negative group (the synthetic benchmark written to disk)
+
+
+def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) -> Pairs:
+    import datasets
+
+    report = LoadReport()
+    rows: list[dict[str, Any]] = []
+    ids: dict[str, int] = {}
+    image_of_key: dict[str, Any] = {}
+    seen_pairs: set[tuple[str, str]] = set()
+    for record in raw:
+        problem = record.problem or _caption_problem(record.caption)
+        if problem is None and record.image_key in image_of_key and image_of_key[record.image_key] != record.image:
+            problem = ("duplicate image id for two different images", f"id {record.image_key!r}")
+        if problem is None and (record.image_key, record.caption) in seen_pairs:
+            problem = ("duplicate pair (same image id and caption)", f"id {record.image_key!r}")
+        if problem is None:
+            problem = _image_problem(record.image, verify)
+        if problem is not None:
+            reason, detail = problem
+            if on_error == "raise":
+                raise ValueError(
+                    f"{label}: {record.where}: {reason} ({detail}). Fix the record, or pass on_error='skip' to "
+                    f"skip such records (they are counted in the returned report)"
+                )
+            report.skip(reason, record.where, detail)
+            continue
+        caption = " ".join(record.caption.split())
+        image_of_key.setdefault(record.image_key, record.image)
+        seen_pairs.add((record.image_key, record.caption))
+        image_id = ids.setdefault(record.image_key, len(ids))
+        is_bytes = isinstance(record.image, (bytes, bytearray))
+        rows.append(
+            {
+                "image": "" if is_bytes else str(record.image),
+                "image_bytes": bytes(record.image) if is_bytes else None,
+                "caption": caption,
+                "short_caption": record.short_caption or first_sentence(caption),
+                "image_id": image_id,
+                "image_key": record.image_key,
+                "group": record.group,
+            }
+        )
+    report.loaded = len(rows)
+    if not rows:
+        raise ValueError(f"{label}: no usable pairs ({report})")
+    hf = datasets.Dataset.from_list(rows)
+    if all(r["image_bytes"] is None for r in rows):
+        hf = hf.remove_columns("image_bytes")
+    if any(r["group"] is None for r in rows):
+        hf = hf.remove_columns("group")
+    return Pairs(hf, report, label)
+
+
+def first_sentence(caption: str) -> str:
+    """The first sentence (how Long-CLIP derives short captions from ShareGPT4V's long ones)."""
+    match = re.match(r"(.+?[.!?])(\s|$)", caption.strip(), flags=re.S)
+    return (match.group(1) if match else caption).strip()
+
+
+def _caption_problem(caption: Any) -> tuple[str, str] | None:
+    if not isinstance(caption, str):
+        return "caption missing or not text", f"got {type(caption).__name__}"
+    if not caption.strip():
+        return "empty or whitespace-only caption", repr(caption)
+    return None
+
+
+def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | None:
+    if image is None or image == "":
+        return "no image for this caption", "no image path in the record"
+    if isinstance(image, (bytes, bytearray)):
+        if not image:
+            return "image is empty (0 bytes)", "<bytes>"
+    else:
+        path = Path(image)
+        if not path.is_file():
+            return "image file does not exist", str(path)
+        if path.stat().st_size == 0:
+            return "image is empty (0 bytes)", str(path)
+    if verify == "none":
+        return None
+    label = "<bytes>" if isinstance(image, (bytes, bytearray)) else str(image)
+    try:
+        with Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image) as opened:
+            if verify == "full":
+                opened.load()
+            else:
+                opened.verify()
+    except (OSError, ValueError, SyntaxError) as error:
+        return "image is corrupt or truncated", f"{label}: {error}"
+    return None
+
+
+# ----------------------------------------------------------------------------- layouts
+def _read_text(path: Path) -> tuple[str | None, tuple[str, str] | None]:
+    try:
+        return path.read_bytes().decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        return None, ("caption file is not UTF-8 text", f"{path}: {error.reason} at byte {error.start}")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {str(path)!r} does not exist")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON (line {error.lineno}: {error.msg})") from error
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, tuple[str, str] | None]]:
+    """(line number, object or None, (reason, detail) or None) for each non-blank line."""
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            yield number, None, ("line is not UTF-8 text", f"{error.reason} at byte {error.start}")
+            continue
+        except json.JSONDecodeError as error:
+            yield number, None, ("line is not valid JSON", error.msg)
+            continue
+        if not isinstance(row, dict):
+            yield number, None, ("line does not hold a JSON object", type(row).__name__)
+            continue
+        yield number, row, None
+
+
+def _urban1k(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
+    """``Urban1k.zip`` or its extraction: ``Urban1k/image/*.jpg`` + ``Urban1k/caption/*.txt`` by stem."""
+    base = _extract_if_zip(root, cache_dir, expect=("Urban1k/image/", "Urban1k/caption/"))
+    if (base / "Urban1k").is_dir():
+        base = base / "Urban1k"
+    images_dir, captions_dir = base / "image", base / "caption"
+    if not images_dir.is_dir() or not captions_dir.is_dir():
+        raise FileNotFoundError(
+            f"Urban1k layout not found under {str(root)!r}: expected Urban1k/image/*.jpg and Urban1k/caption/*.txt"
+        )
+    images = {p.stem: p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    captions = {p.stem: p for p in captions_dir.iterdir() if p.suffix == ".txt"}
+    for stem in sorted(set(images) | set(captions)):
+        where = f"Urban1k item {stem!r}"
+        if stem not in captions:
+            yield RawRecord(images[stem], None, stem, where, problem=("no caption file for this image", str(images[stem])))
+            continue
+        text, problem = _read_text(captions[stem])
+        yield RawRecord(images.get(stem), text, stem, where, problem=problem)
+
+
+def _docci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
+    """``docci_descriptions.jsonlines`` (example_id, split, image_file, description) + ``images/``."""
+    manifest = root / "docci_descriptions.jsonlines"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"DOCCI layout not found: {str(manifest)!r} does not exist")
+    images = Path(image_root) if image_root else root / "images"
+    for number, row, problem in _read_jsonl(manifest):
+        where = f"{manifest.name}:{number}"
+        if problem:
+            yield RawRecord(None, None, f"line{number}", where, problem=problem)
+            continue
+        if row.get("split") != split:
+            continue
+        image = images / row["image_file"] if row.get("image_file") else None
+        yield RawRecord(image, row.get("description"), str(row.get("example_id", f"line{number}")), where)
+
+
+def _dci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
+    """DCI: ``densely_captioned_images/{splits.json, annotations/*.json, photos/}``; long caption =
+    ``short_caption`` + newline + ``extra_caption``; ``split="all"`` (the Long-DCI evaluation) or a splits.json key."""
+    base = root / "densely_captioned_images" if (root / "densely_captioned_images").is_dir() else root
+    splits = _read_json(base / "splits.json")
+    if split == "all":
+        files = [f for names in splits.values() for f in names]
+    elif split in splits:
+        files = splits[split]
+    else:
+        raise ValueError(f"DCI split must be 'all' or one of {sorted(splits)}, got {split!r}")
+    photos = Path(image_root) if image_root else base / "photos"
+    for name in files:
+        where = f"annotations/{name}"
+        try:
+            annotation = _read_json(base / "annotations" / name)
+        except (FileNotFoundError, ValueError) as error:
+            yield RawRecord(None, None, name, where, problem=("annotation file unreadable", str(error)))
+            continue
+        short, extra = annotation.get("short_caption"), annotation.get("extra_caption")
+        caption = f"{short}\n{extra}" if isinstance(short, str) and isinstance(extra, str) else short
+        image = photos / annotation["image"] if annotation.get("image") else None
+        yield RawRecord(image, caption, str(annotation.get("image", name)), where, short_caption=short)
+
+
+def _sharegpt4v(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
+    """LLaVA-style JSON list: ``image`` (relative path) + ``conversations``; caption = the first gpt turn.
+    ``split``: ``"eval"`` = the first 1000 (ShareGPT4V-1k), ``"train"`` = the rest, ``"all"``."""
+    path = root if root.is_file() else next(iter(sorted(root.glob("*.json"))), root / "sharegpt4v.json")
+    items = _read_json(path)
+    if not isinstance(items, list):
+        raise ValueError(f"{str(path)!r} must hold a JSON list of records")
+    chosen = {"eval": items[:1000], "train": items[1000:], "all": items}.get(split)
+    if chosen is None:
+        raise ValueError(f"ShareGPT4V split must be 'eval', 'train' or 'all', got {split!r}")
+    base = Path(image_root) if image_root else path.parent
+    for number, item in enumerate(chosen):
+        where = f"{path.name}[{number + (1000 if split == 'train' else 0)}]"
+        turns = item.get("conversations") or []
+        caption = next((t.get("value") for t in turns if t.get("from") == "gpt"), None)
+        image = base / item["image"] if item.get("image") else None
+        yield RawRecord(image, caption, str(item.get("image") or item.get("id") or number), where)
+
+
+def _karpathy_or_coco(kind: str):
+    def load(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
+        karpathy = root / f"dataset_{kind}.json"
+        if karpathy.is_file():
+            yield from _karpathy(karpathy, split, Path(image_root) if image_root else root, kind)
+            return
+        official = sorted(root.glob("annotations/captions_*.json")) + sorted(root.glob("captions_*.json"))
+        if kind == "coco" and official:
+            match = [p for p in official if split in p.stem] or official
+            yield from _coco_official(match[0], Path(image_root) if image_root else root)
+            return
+        raise FileNotFoundError(
+            f"{kind} layout not found under {str(root)!r}: expected the Karpathy split file dataset_{kind}.json"
+            + (" or annotations/captions_<split>.json" if kind == "coco" else "")
+        )
+
+    return load
+
+
+def _karpathy(path: Path, split: str, image_root: Path, kind: str) -> Iterator[RawRecord]:
+    """Karpathy split file: images with ``split``, ``filepath``/``filename`` and 5 ``sentences``."""
+    images = _read_json(path).get("images", [])
+    wanted = {"train": ("train", "restval")}.get(split, (split,))
+    folder = image_root / "flickr30k-images" if kind == "flickr30k" and (image_root / "flickr30k-images").is_dir() else image_root
+    for item in images:
+        if item.get("split") not in wanted:
+            continue
+        file = folder / item.get("filepath", "") / item["filename"]
+        key = str(item.get("cocoid", item.get("imgid", item["filename"])))
+        for number, sentence in enumerate(item.get("sentences", [])):
+            yield RawRecord(file, sentence.get("raw"), key, f"{path.name} image {key} sentence {number}")
+
+
+def _coco_official(path: Path, image_root: Path) -> Iterator[RawRecord]:
+    """Official COCO captions: ``images`` (id, file_name) + ``annotations`` (image_id, caption)."""
+    data = _read_json(path)
+    files = {img["id"]: img["file_name"] for img in data.get("images", [])}
+    folder_name = path.stem.replace("captions_", "")
+    folder = image_root / folder_name if (image_root / folder_name).is_dir() else image_root
+    for annotation in data.get("annotations", []):
+        image_id = annotation.get("image_id")
+        file = folder / files[image_id] if image_id in files else None
+        yield RawRecord(file, annotation.get("caption"), str(image_id), f"{path.name} annotation {annotation.get('id')}")
+
+
+def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
+    """Your own pairs: JSONL / JSON list / CSV / parquet with ``image`` + ``caption`` (+ ``short_caption``,
+    ``image_id``), or a folder with ``metadata.jsonl`` (``file_name`` + ``caption``). Paths are relative
+    to the file's folder (or ``image_root``)."""
+    if path.is_dir():
+        metadata = path / "metadata.jsonl"
+        if not metadata.is_file():
+            raise FileNotFoundError(f"folder {str(path)!r} has no metadata.jsonl (file_name + caption per line)")
+        path = metadata
+    base = Path(image_root) if image_root else path.parent
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".jsonlines"):
+        rows = ((f"{path.name}:{n}", row, problem) for n, row, problem in _read_jsonl(path))
+    elif suffix == ".json":
+        data = _read_json(path)
+        if not isinstance(data, list):
+            raise ValueError(f"{str(path)!r} must hold a JSON list of records")
+        rows = ((f"{path.name}[{n}]", row, None) for n, row in enumerate(data))
+    elif suffix in (".csv", ".parquet"):
+        rows = ((f"{path.name} row {n + 2 if suffix == '.csv' else n}", row, None) for n, row in enumerate(_tabular(path)))
+    else:
+        raise ValueError(f"unsupported file type {suffix!r} for {str(path)!r}: use .jsonl, .json, .csv or .parquet")
+    for where, row, problem in rows:
+        if problem:
+            yield RawRecord(None, None, where, where, problem=problem)
+            continue
+        image = row.get("image", row.get("file_name"))
+        if isinstance(image, dict):  # a datasets Image feature written to parquet: {"bytes", "path"}
+            image = image.get("bytes") or (base / image["path"] if image.get("path") else None)
+        elif isinstance(image, str) and image:
+            image = Path(image) if os.path.isabs(image) else base / image
+        key = row.get("image_id")
+        key = str(key) if key is not None else (str(image) if not isinstance(image, (bytes, bytearray)) else where)
+        group = row.get("group")
+        yield RawRecord(
+            image, row.get("caption"), key, where, short_caption=row.get("short_caption"),
+            group=int(group) if group not in (None, "") else None,
+        )
+
+
+def _tabular(path: Path) -> list[dict[str, Any]]:
+    import datasets
+
+    kind = "csv" if path.suffix.lower() == ".csv" else "parquet"
+    if kind == "csv":
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        features = datasets.Features({name: datasets.Value("string") for name in header})
+        return datasets.load_dataset("csv", data_files=str(path), split="train", features=features).to_list()
+    return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
+
+
+def _extract_if_zip(root: Path, cache_dir, expect: tuple[str, ...]) -> Path:
+    if not (root.is_file() and zipfile.is_zipfile(root)):
+        if not root.exists():
+            raise FileNotFoundError(f"{str(root)!r} does not exist")
+        return root
+    with zipfile.ZipFile(root) as archive:
+        names = archive.namelist()
+        missing = [prefix for prefix in expect if not any(n.startswith(prefix) for n in names)]
+        if missing:
+            tops = sorted({n.split("/")[0] + ("/" if "/" in n else "") for n in names})[:10]
+            raise ValueError(
+                f"zip {str(root)!r} has a different layout: no entries under {missing}; its top level holds {tops}. "
+                f"Expected {', '.join(expect)}"
+            )
+        target = Path(cache_dir or Path.home() / ".cache" / "finelip_kit") / f"{root.stem}-{root.stat().st_size}"
+        if not (target / ".complete").is_file():
+            archive.extractall(target)
+            (target / ".complete").write_text("ok")
+    return target
+
+
+def _hub(name: str, split: str) -> Pairs:
+    """A hub dataset (online only): the first image column and a caption-like column."""
+    import datasets
+
+    try:
+        hf = datasets.load_dataset(name, split=split)
+    except Exception as error:  # offline, missing, gated: all end here with one clear message
+        raise OSError(
+            f"could not load hub dataset {name!r} split {split!r} ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            f"Offline? Download it and pass its local path or a known name with root="
+        ) from error
+    image_column = next((c for c, f in hf.features.items() if isinstance(f, datasets.Image)), None)
+    caption_column = next((c for c in ("caption", "description", "text", "long_caption") if c in hf.column_names), None)
+    if image_column is None or caption_column is None:
+        raise ValueError(f"hub dataset {name!r} has no image column and caption column I recognise: {hf.column_names}")
+    records = (
+        RawRecord(_image_bytes(row[image_column]), row[caption_column], str(i), f"{name}[{i}]") for i, row in enumerate(hf)
+    )
+    return _validate(records, name, "raise", "none")
+
+
+def _image_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_KNOWN_LOADERS = {
+    "urban1k": _urban1k,
+    "docci": _docci,
+    "dci": _dci,
+    "sharegpt4v": _sharegpt4v,
+    "coco": _karpathy_or_coco("coco"),
+    "flickr30k": _karpathy_or_coco("flickr30k"),
+}

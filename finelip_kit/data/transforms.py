@@ -1,0 +1,55 @@
+"""Image preprocessing: CLIP's (resize the shortest side with bicubic, centre crop, normalise),
+sized from the model's vision config; optional light augmentation for training."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from ..config import VisionConfig
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB: grayscale, RGBA/LA/P (alpha composited on white), CMYK, 16-bit."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        return Image.fromarray((array / peak * 255).round().clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1e-12)
+        return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def clip_transform(config: VisionConfig, train: bool = False):
+    """PIL image → normalised ``(3, s, s)`` float tensor, ``s = config.image_size``.
+
+    ``train=True`` adds a mild random resized crop (scale 0.9-1) — no flips: captions
+    say left and right.
+    """
+    size = config.image_size
+    resize = (
+        [v2.RandomResizedCrop(size, scale=(0.9, 1.0), ratio=(0.95, 1.05), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+        if train
+        else [v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True), v2.CenterCrop(size)]
+    )
+    return v2.Compose(
+        [
+            v2.Lambda(to_rgb),
+            v2.PILToTensor(),
+            *resize,
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(config.mean), std=list(config.std)),
+        ]
+    )
