@@ -208,3 +208,22 @@ def test_collate_tokenizes_and_counts_truncation(tmp_path):
     assert batch["stats"] == {"truncated": 4, "captions": 4}
     assert batch["image_ids"].tolist() == [0, 1, 2, 3]
     assert "short_input_ids" in batch and "groups" not in batch
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80), (200, 100)])
+def test_clip_transform_equals_resize_crop_normalise(shape):
+    from torchvision.transforms import v2
+
+    config = VisionConfig(image_size=64, patch_size=8, width=32, heads=2)
+    reference = v2.Compose([
+        v2.PILToTensor(),
+        v2.Resize(64, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(64),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(config.mean), std=list(config.std)),
+    ])
+    image = Image.fromarray((np.random.default_rng(0).random((*shape, 3)) * 255).astype(np.uint8))
+    out = clip_transform(config)(image)
+    assert out.shape == (3, 64, 64)
+    torch.testing.assert_close(out, reference(image), atol=1e-5, rtol=0)
+    assert clip_transform(config, train=True)(image).shape == (3, 64, 64)

@@ -38,18 +38,24 @@ def clip_transform(config: VisionConfig, train: bool = False):
     ``train=True`` adds a mild random resized crop (scale 0.9-1) — no flips: captions
     say left and right.
     """
-    size = config.image_size
-    resize = (
-        [v2.RandomResizedCrop(size, scale=(0.9, 1.0), ratio=(0.95, 1.05), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
-        if train
-        else [v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True), v2.CenterCrop(size)]
-    )
-    return v2.Compose(
-        [
-            v2.Lambda(to_rgb),
-            v2.PILToTensor(),
-            *resize,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(config.mean), std=list(config.std)),
-        ]
-    )
+    return ClipTransform(config.image_size, config.mean, config.std, train)
+
+
+class ClipTransform:
+    """CLIP preprocessing; an image already at the target size skips the resampling (same result, faster)."""
+
+    def __init__(self, size: int, mean, std, train: bool = False):
+        self.size, self.train = size, train
+        interpolation = v2.InterpolationMode.BICUBIC
+        if train:
+            self.resize = v2.RandomResizedCrop(size, scale=(0.9, 1.0), ratio=(0.95, 1.05), interpolation=interpolation, antialias=True)
+        else:
+            self.resize = v2.Compose([v2.Resize(size, interpolation=interpolation, antialias=True), v2.CenterCrop(size)])
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = v2.functional.pil_to_tensor(to_rgb(image))  # (3, h, w) uint8
+        if self.train or tuple(pixels.shape[1:]) != (self.size, self.size):
+            pixels = self.resize(pixels)
+        return pixels.float().div_(255).sub_(self.mean).div_(self.std)
