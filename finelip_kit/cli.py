@@ -1,6 +1,9 @@
-"""``finelip`` command line. Subcommands arrive with their issues; today: ``export``.
+"""``finelip`` command line.
 
+    finelip train --preset synthetic-tiny --out runs/x [--data synthetic|<name>|<path>] [--set key=value ...]
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
+
+``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
 """
 
 from __future__ import annotations
@@ -33,9 +36,92 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_value(text: str):
+    """``--set`` values: numbers, booleans, none, lists (``[1, 2]``), else the string itself."""
+    import ast
+
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_settings(settings: list[str]) -> tuple[dict, dict, dict]:
+    """``key=value`` pairs → (training options, ``model.*`` overrides, ``data.*`` synthetic-data overrides)."""
+    train, model, data = {}, {}, {}
+    for setting in settings:
+        if "=" not in setting:
+            raise SystemExit(f"--set expects key=value, got {setting!r}")
+        key, value = setting.split("=", 1)
+        value = parse_value(value)
+        if key.startswith("model."):
+            model[key[len("model."):]] = value
+        elif key.startswith("data."):
+            data[key[len("data."):]] = value
+        else:
+            train[key] = value
+    return train, model, data
+
+
+def train(args: argparse.Namespace) -> int:
+    from .data import SyntheticConfig, SyntheticScenes, load_pairs
+    from .train import TRAIN_PRESETS, Trainer, build_model, train_config
+
+    train_options, model_options, data_options = split_settings(args.set or [])
+    preset = TRAIN_PRESETS[args.preset]
+    config = train_config(args.preset, out_dir=args.out, **train_options)
+    data = args.data or preset["data"]
+    if data == "synthetic":
+        synthetic = SyntheticConfig(**data_options)
+        train_data = SyntheticScenes(synthetic, split="train")
+        eval_data = SyntheticScenes(synthetic, split="val", size=args.eval_size)
+    else:
+        if data_options:
+            raise SystemExit(f"data.* settings {sorted(data_options)} apply to the synthetic data only")
+        train_data = load_pairs(data, split=args.train_split, root=args.data_root)
+        eval_data = load_pairs(args.eval_data or data, split=args.eval_split, root=args.data_root) if args.eval_split else None
+    import torch
+
+    torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
+    model = build_model(args.model or preset["model"], **model_options)
+    Trainer(model, train_data, config, eval_data=eval_data).fit()
+    print(f"trained {config.steps or config.epochs} {'steps' if config.steps else 'epochs'}; run folder: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+
+    from .train import TRAIN_PRESETS, TrainConfig
+
     parser = argparse.ArgumentParser(prog="finelip", description="finelip-kit command line")
     commands = parser.add_subparsers(dest="command", required=True)
+    options = "\n".join(f"  {f.name} = {f.default if f.default is not dataclasses.MISSING else f.default_factory()!r}"
+                         for f in dataclasses.fields(TrainConfig))
+    trainer = commands.add_parser(
+        "train",
+        help="train a model (CPU or GPU; torchrun for several processes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="training options for --set key=value (defaults; a preset changes some):\n" + options
+        + "\n\nmodel.<key>=value overrides the model config (model.atrm_k=8, model.text.context_length=77);"
+        "\ndata.<key>=value the synthetic data config (data.grid_size=4).",
+    )
+    trainer.add_argument("--preset", choices=sorted(TRAIN_PRESETS), default="synthetic-tiny", help="default: synthetic-tiny")
+    trainer.add_argument("--out", required=True, help="run folder: metrics.jsonl, checkpoints/")
+    trainer.add_argument("--data", help="synthetic, a known dataset name (with --data-root) or a path; default: the preset's")
+    trainer.add_argument("--data-root", help="where a known dataset lies")
+    trainer.add_argument("--train-split", default="train", help="default: train")
+    trainer.add_argument("--eval-data", help="evaluation data (default: --data)")
+    trainer.add_argument("--eval-split", help="evaluation split of real data (none: no periodic evaluation)")
+    trainer.add_argument("--eval-size", type=int, default=400, help="synthetic validation pairs (default: 400)")
+    trainer.add_argument("--model", help="model preset, clip:<hub id or dir>, or a checkpoint dir; default: the preset's")
+    trainer.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override options (see below)")
+    trainer.set_defaults(run=train)
     exporter = commands.add_parser(
         "export",
         help="convert weights: to a transformers text encoder, a transformers CLIPModel, or a finelip-kit checkpoint",

@@ -66,11 +66,12 @@ class FineLIP(nn.Module):
         return from_openai_checkpoint(path, **overrides)
 
     @classmethod
-    def from_pretrained(cls, directory: str) -> "FineLIP":
-        """Restore a ``save_pretrained`` directory exactly."""
+    def from_pretrained(cls, directory: str, **overrides: Any) -> "FineLIP":
+        """Restore a ``save_pretrained`` directory exactly; with config ``overrides``, start a new
+        configuration from it (e.g. a 77-token base stretched to 248 with ATRM on)."""
         from .pretrained import load_pretrained
 
-        return load_pretrained(directory)
+        return load_pretrained(directory, **overrides)
 
     def save_pretrained(self, directory: str, tokenizer=None) -> None:
         """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``."""
@@ -142,26 +143,48 @@ class FineLIP(nn.Module):
         ``short_input_ids``/``short_attention_mask`` (for the primary-component term).
         ``fine_weight``/``negatives`` override the config (the trainer's ramp and switch).
         """
-        cfg = self.config
-        fine_weight = cfg.fine_weight if fine_weight is None else fine_weight
-        negatives = negatives or cfg.negatives
-        use_global, use_fine = cfg.loss in ("global", "global+fine"), cfg.loss in ("fine", "global+fine")
-        image = self.encode_image(batch["images"], fine=use_fine)
-        text = self.encode_text(batch["input_ids"], batch.get("attention_mask"), fine=use_fine)
-        image_ids = batch.get("image_ids")
-        scale = self.logit_scale.clamp(max=cfg.logit_scale_max)
-        terms: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=image.global_.device)
-        if use_global:
-            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss)
-            total = total + cfg.global_weight * terms["global"]
-        if use_fine:
-            terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
-            total = total + fine_weight * terms["fine"]
-        if cfg.pcm_weight > 0:
+        return self.loss_terms(**self.encode_batch(batch), image_ids=batch.get("image_ids"),
+                               fine_weight=fine_weight, negatives=negatives)
+
+    def encode_batch(self, batch: dict[str, Any]) -> dict[str, Features | None]:
+        """Everything the losses need from a batch: ``image``, ``text`` and (for PCM) ``short``."""
+        fine = self.config.loss != "global"
+        short = None
+        if self.config.pcm_weight > 0:
             if "short_input_ids" not in batch:
                 raise KeyError("pcm_weight > 0 needs short captions in the batch ('short_input_ids'); set pcm_weight=0 or add them")
             short = self.text(batch["short_input_ids"], batch.get("short_attention_mask"))
+        return {
+            "image": self.encode_image(batch["images"], fine=fine),
+            "text": self.encode_text(batch["input_ids"], batch.get("attention_mask"), fine=fine),
+            "short": short,
+        }
+
+    def loss_terms(
+        self,
+        image: Features,
+        text: Features,
+        image_ids: torch.Tensor | None = None,
+        short: Features | None = None,
+        fine_weight: float | None = None,
+        negatives: str | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The configured loss recipe on encoded features (see ``forward``)."""
+        cfg = self.config
+        fine_weight = cfg.fine_weight if fine_weight is None else fine_weight
+        negatives = negatives or cfg.negatives
+        scale = self.logit_scale.clamp(max=cfg.logit_scale_max)
+        terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=image.global_.device)
+        if cfg.loss in ("global", "global+fine"):
+            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss)
+            total = total + cfg.global_weight * terms["global"]
+        if cfg.loss in ("fine", "global+fine"):
+            terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
+            total = total + fine_weight * terms["fine"]
+        if cfg.pcm_weight > 0:
+            if short is None:
+                raise KeyError("pcm_weight > 0 needs the short captions' features (short=...)")
             terms["pcm"] = primary_component_loss(image.global_, short.global_, scale, cfg.pcm_components, image_ids)
             total = total + cfg.pcm_weight * terms["pcm"]
         terms["loss"] = total

@@ -500,7 +500,8 @@ def timm_vision_tower(
 
 # ----------------------------------------------------------------------------- own checkpoints
 def save_pretrained(model: FineLIP, directory: str | Path, tokenizer=None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``."""
+    """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``
+    (``tokenizer=None``: CLIP's bundled one at the model's context; ``False``: no tokenizer files)."""
     from safetensors.torch import save_file
 
     from . import __version__
@@ -512,12 +513,15 @@ def save_pretrained(model: FineLIP, directory: str | Path, tokenizer=None) -> Pa
     )
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (tokenizer or get_tokenizer(context_length=model.context_length)).save_pretrained(directory)
+    if tokenizer is not False:
+        (tokenizer or get_tokenizer(context_length=model.context_length)).save_pretrained(directory)
     return directory
 
 
-def load_pretrained(directory: str | Path) -> FineLIP:
-    """Restore a ``save_pretrained`` directory exactly."""
+def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
+    """Restore a ``save_pretrained`` directory exactly, or, with ``overrides``, start a new
+    configuration from it: the position table is re-stretched to a new context, new modules
+    (ATRM) whose shapes changed start fresh, everything else is loaded and must fit."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
@@ -532,11 +536,21 @@ def load_pretrained(directory: str | Path) -> FineLIP:
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{str(config_path)!r} is not a finelip-kit config ({error})") from error
     _check_config_keys(data, str(config_path))
-    model = FineLIP(FineLIPConfig.from_dict(data))
+    config = FineLIPConfig.from_dict(data)
     weights = read_state_dict(weights_path)
-    _check_weights(model.state_dict(), weights, str(weights_path))
-    model.load_state_dict(weights, strict=True)
-    return model
+    if not overrides:
+        model = FineLIP(config)
+        _check_weights(model.state_dict(), weights, str(weights_path))
+        model.load_state_dict(weights, strict=True)
+        return model
+    table = torch.cat([weights.pop(k) for k in _POSITION_KEYS if k in weights])
+    new_config = config.replace(**{"text.pretrained_context": table.shape[0], **_text_keys(overrides)})
+    model = FineLIP(new_config)
+    shapes = model.state_dict()
+    fresh = [k for k in weights if k.startswith(_NEW_MODULES) and (k not in shapes or shapes[k].shape != weights[k].shape)]
+    for key in fresh:
+        del weights[key]
+    return load_converted(model, {**weights, TEXT_POSITIONS: table}, str(weights_path))
 
 
 def _check_config_keys(data: dict[str, Any], source: str) -> None:

@@ -37,6 +37,22 @@ class Features:
         weights = None if self.slot_weights is None else self.slot_weights.detach()
         return Features(self.global_.detach(), self.tokens.detach(), self.mask, weights)
 
+    def to(self, device) -> "Features":
+        weights = None if self.slot_weights is None else self.slot_weights.to(device)
+        return Features(self.global_.to(device), self.tokens.to(device), self.mask.to(device), weights)
+
+    @staticmethod
+    def cat(parts: list["Features"]) -> "Features":
+        """Concatenate along the batch; tokens and masks are padded to the longest part."""
+        length = max(p.tokens.shape[1] for p in parts)
+        tokens = torch.cat([F.pad(p.tokens, (0, 0, 0, length - p.tokens.shape[1])) for p in parts])
+        mask = torch.cat([F.pad(p.mask, (0, length - p.mask.shape[1])) for p in parts])
+        weights = None
+        if all(p.slot_weights is not None for p in parts):
+            local = max(p.slot_weights.shape[-1] for p in parts)
+            weights = torch.cat([F.pad(p.slot_weights, (0, local - p.slot_weights.shape[-1])) for p in parts])
+        return Features(torch.cat([p.global_ for p in parts]), tokens, mask, weights)
+
 
 class VisionTower(nn.Module):
     """A timm VisionTransformer whose ``head`` is CLIP's projection to the joint space (no bias)."""

@@ -1,0 +1,664 @@
+"""Training: one readable loop for CPU and GPU, torchrun DDP, mixed precision, accumulation
+(plain or gradient caching), exact resume.
+
+    trainer = Trainer(model, SyntheticScenes(split="train"), TrainConfig(steps=500, out_dir="runs/x"),
+                      eval_data=SyntheticScenes(split="val", size=400))
+    trainer.fit()
+
+Launch on N processes with ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...``: the
+same loop runs on every rank; logs and checkpoints come from rank 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .data.collate import Collate, PairDataset
+from .data.transforms import clip_transform
+from .losses import world
+from .model import FineLIP
+from .tokenizer import get_tokenizer
+from .towers import Features
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option, validated. Defaults are the CPU-friendly ``synthetic-tiny`` ones."""
+
+    out_dir: str = "runs/finelip"
+    steps: int | None = 300  # optimiser steps; None: run `epochs`
+    epochs: float = 1.0
+    train_minutes: float | None = None  # stop (and schedule the lr) on wall time instead
+    batch_size: int = 64  # per process, per micro-batch
+    accumulation: int = 1  # micro-batches per optimiser step
+    grad_cache: bool = False  # exact large-batch contrastive losses across micro-batches
+    lr_backbone: float = 1e-4  # pretrained towers (FineLIP: 1e-6)
+    lr_new: float = 1e-3  # ATRM, trainable position rows, temperature (FineLIP: 2e-4)
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
+    hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"
+    num_workers: int = 0
+    augment: bool = False
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int | None = None  # steps; evaluation also runs at the end when eval data is given
+    eval_modes: tuple[str, ...] = ("global", "fine", "fused")
+    save_every: int | None = None  # steps; a final checkpoint is always written
+    keep_last: int = 2
+    resume: str | None = None  # "latest" or a checkpoint directory
+    max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.eval_modes = tuple(self.eval_modes)
+        checks = [
+            (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be an integer >= 1 or None, got {self.steps!r}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.train_minutes is None or self.train_minutes > 0, f"train_minutes must be > 0, got {self.train_minutes}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 2, f"batch_size must be an integer >= 2 (contrastive losses need negatives), got {self.batch_size!r}"),
+            (isinstance(self.accumulation, int) and self.accumulation >= 1, f"accumulation must be an integer >= 1, got {self.accumulation!r}"),
+            (self.lr_backbone >= 0 and self.lr_new >= 0, f"learning rates must be >= 0, got {self.lr_backbone}, {self.lr_new}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
+            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
+            (self.fine_ramp_epochs >= 0, f"fine_ramp_epochs must be >= 0, got {self.fine_ramp_epochs}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
+            (self.max_nonfinite >= 1, f"max_nonfinite must be >= 1, got {self.max_nonfinite}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- pure pieces
+def lr_factor(step: int, progress: float, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_ratio`` as ``progress`` goes 0 → 1."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: FineLIP, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: pretrained towers vs new modules (ATRM, trainable position rows, temperature),
+    each split into decayed weights and undecayed norms / biases / embeddings."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    names: dict[tuple[str, bool], list[str]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        new = name.startswith(("image_atrm.", "text_atrm.")) or name == "logit_scale" or (
+            name.endswith("position_embedding.trainable") and model.config.text.freeze_kept_positions
+        )
+        decay = param.ndim >= 2 and not any(k in name for k in ("embedding", "pos_embed", "cls_token", "position"))
+        key = ("new" if new else "backbone", decay)
+        groups.setdefault(key, []).append(param)
+        names.setdefault(key, []).append(name)
+    return [
+        {"params": params, "names": names[key], "lr": lr_new if key[0] == "new" else lr_backbone,
+         "weight_decay": weight_decay if key[1] else 0.0, "kind": key[0]}
+        for key, params in sorted(groups.items())
+    ]
+
+
+class EpochSampler(Sampler[int]):
+    """Deterministic shuffling per ``(seed, epoch)``; each global batch of ``batch_size · world``
+    indices is split into one contiguous chunk per rank, so N ranks see exactly the global
+    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data."""
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.batch_size, self.seed, self.rank, self.world_size = size, batch_size, seed, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"{size} training pairs are fewer than one global batch ({batch_size} x {world_size} ranks); "
+                f"lower batch_size or add data"
+            )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.size // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        global_batch = self.batch_size * self.world_size
+        for b in range(self.start_batch, self.batches_per_epoch):
+            chunk = order[b * global_batch + self.rank * self.batch_size : b * global_batch + (self.rank + 1) * self.batch_size]
+            yield from chunk.tolist()
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+class SeededPairs(PairDataset):
+    """``PairDataset`` whose random augmentation is a function of ``(seed, epoch, index)``: exact resume."""
+
+    def __init__(self, records, transform, seed: int):
+        super().__init__(records, transform)
+        self.seed, self.epoch = seed, 0
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not getattr(self.transform, "train", False):
+            return super().__getitem__(index)  # deterministic already
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**62)
+            return super().__getitem__(index)
+
+
+# ----------------------------------------------------------------------------- the trainer
+class Trainer:
+    def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None):
+        self.config = config
+        self.rank, self.world_size = world()
+        self.is_main = self.rank == 0
+        self.device = _device(config.device)
+        self.model = model.to(self.device)
+        self.dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
+        self.eval_data = eval_data
+        self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
+        self.out_dir = Path(config.out_dir)
+        self.dataset = SeededPairs(train_data, clip_transform(model.config.vision, train=config.augment), config.seed)
+        self.sampler = EpochSampler(len(self.dataset), config.batch_size, config.seed, self.rank, self.world_size)
+        self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay), betas=(0.9, 0.98), eps=1e-6
+        )
+        for group in self.optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+        self.autocast_dtype, self.scaler = _precision(config.precision, self.device)
+        self.ddp = None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.steps_per_epoch = max(1, self.sampler.batches_per_epoch // config.accumulation)
+        self.total_steps = config.steps or max(1, int(round(config.epochs * self.steps_per_epoch)))
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.nonfinite_total, self.nonfinite_run = 0, 0
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> list[dict[str, Any]]:
+        """Train to the configured budget; returns the logged records (also in ``metrics.jsonl``)."""
+        cfg = self.config
+        if cfg.resume:
+            self.load_checkpoint(cfg.resume)
+        if self.step == 0:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
+        self._set_lr()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="training", disable=not (cfg.progress and self.is_main))
+        self.model.train()
+        batches = self._batches()
+        while not self._done():
+            tick = time.perf_counter()
+            micro = next(batches)  # `accumulation` micro-batches
+            data_seconds = time.perf_counter() - tick
+            lrs = {kind: self._lr(kind) for kind in ("backbone", "new")}
+            terms, finite = self._train_step(micro)  # forward, backward, clip, step
+            self.step += 1
+            self.batch_in_epoch += cfg.accumulation
+            self._set_lr()  # the schedule, for the next step
+            record = self._log(terms, finite, micro, lrs, data_seconds, time.perf_counter() - tick, bar)
+            if cfg.eval_every and self.eval_data is not None and self.step % cfg.eval_every == 0 and not self._done():
+                record.update(self.evaluate())
+            if cfg.save_every and self.step % cfg.save_every == 0 and not self._done():
+                self.save_checkpoint()
+        bar.close()
+        if self.eval_data is not None:
+            self._write_log({"step": self.step, "final": True, **self.evaluate()})
+        self.save_checkpoint()
+        return self.history
+
+    def _batches(self):
+        """Groups of ``accumulation`` micro-batches, epoch after epoch, from the current position
+        (a partial group at the end of an epoch is dropped)."""
+        cfg = self.config
+        while True:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            self.dataset.epoch = self.epoch
+            loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler,
+                                collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
+            group: list[dict[str, Any]] = []
+            for batch in loader:
+                group.append(batch)
+                if len(group) == cfg.accumulation:
+                    yield group
+                    group = []
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _train_step(self, micro: list[dict[str, Any]]) -> tuple[dict[str, float], bool]:
+        """One optimiser step over ``micro`` batches; a non-finite loss skips the update."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        extra = {"fine_weight": self._fine_weight(), "negatives": self._negatives()}
+        if cfg.grad_cache:
+            terms = self._grad_cache_backward(micro, extra)
+        else:
+            terms = self._accumulate_backward(micro, extra)
+        finite = self._all_finite(terms["loss"])
+        if finite:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            if cfg.grad_clip is not None:
+                terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            with torch.no_grad():
+                self.model.logit_scale.clamp_(0, self.model.config.logit_scale_max)
+            self.nonfinite_run = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_total += 1
+            self.nonfinite_run += 1
+            if self.nonfinite_run >= cfg.max_nonfinite:
+                values = {k: float(v) for k, v in terms.items()}
+                raise FloatingPointError(
+                    f"stopping: {self.nonfinite_run} non-finite losses in a row, the last at step {self.step + 1} "
+                    f"(loss terms {values}); lower the learning rate, enable grad_clip, or use fp32"
+                )
+        return {k: float(v) for k, v in terms.items()}, finite
+
+    def _accumulate_backward(self, micro: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Plain accumulation: each micro-batch's loss (with only its own negatives) / k, summed gradients."""
+        totals: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro):
+            batch = _to(batch, self.device, self.dtype)
+            sync = self.ddp.no_sync() if self.ddp is not None and i < len(micro) - 1 else nullcontext()
+            with sync, self._autocast():
+                terms = (self.ddp or self.model)(batch, **extra)
+            self._backward(terms["loss"] / len(micro))
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0) + v.detach() / len(micro)
+        return totals
+
+    def _grad_cache_backward(self, micro: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Gradient caching: the loss sees the whole effective batch, memory stays one micro-batch.
+
+        1. encode every micro-batch without a graph; 2. compute the losses on all of it and
+        backpropagate into the (leaf) features; 3. re-encode each micro-batch with a graph and
+        backpropagate the cached feature gradients through the towers.
+        """
+        batches = [_to(b, self.device, self.dtype) for b in micro]
+        with torch.no_grad(), self._autocast():
+            encoded = [self.model.encode_batch(b) for b in batches]
+        leaves = {key: _leaf(Features.cat([e[key] for e in encoded])) for key in ("image", "text", "short") if encoded[0][key] is not None}
+        image_ids = torch.cat([b["image_ids"] for b in batches]) if "image_ids" in batches[0] else None
+        with self._autocast():
+            terms = self.model.loss_terms(leaves["image"], leaves["text"], image_ids, leaves.get("short"), **extra)
+        self._backward(terms["loss"])
+        offset = 0
+        for batch in batches:
+            n = batch["images"].shape[0]
+            # Re-encoding goes through the bare module: DDP's hooks stay idle and the gradients
+            # are averaged across ranks once, below.
+            with self._autocast():
+                fresh = self.model.encode_batch(batch)
+            outputs, grads = [], []
+            for key, leaf in leaves.items():
+                for name in ("global_", "tokens"):
+                    cached = getattr(leaf, name).grad
+                    if cached is not None:
+                        out = getattr(fresh[key], name)
+                        outputs.append(out)
+                        grads.append(cached[offset : offset + n, : out.shape[1]] if name == "tokens" else cached[offset : offset + n])
+            torch.autograd.backward(outputs, grads)
+            offset += n
+        if self.ddp is not None:
+            _all_reduce_gradients(self.model)
+        return {k: v.detach() for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ pieces of the loop
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        flag = torch.tensor(float(torch.isfinite(loss).all()), device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def _epoch_progress(self) -> float:
+        return self.step / self.steps_per_epoch
+
+    def _fine_weight(self) -> float:
+        base = self.model.config.fine_weight
+        ramp = self.config.fine_ramp_epochs
+        return base if ramp == 0 else base * min(1.0, self._epoch_progress() / ramp)
+
+    def _negatives(self) -> str | None:
+        after = self.config.hardest_after_epochs
+        return "hardest" if after is not None and self._epoch_progress() >= after else None
+
+    def _progress(self) -> float:
+        """Fraction of the cosine phase done: by wall time with ``train_minutes``, else by steps."""
+        if self.config.train_minutes:
+            return self._elapsed() / (60 * self.config.train_minutes)
+        warmup = self.config.warmup_steps
+        return (self.step - warmup) / max(1, self.total_steps - warmup)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def _done(self) -> bool:
+        if self.config.train_minutes:
+            return self._elapsed() >= 60 * self.config.train_minutes
+        return self.step >= self.total_steps
+
+    def _set_lr(self) -> None:
+        factor = lr_factor(self.step, self._progress(), self.config.warmup_steps, self.config.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    # ------------------------------------------------------------------ logging and evaluation
+    def _log(self, terms, finite, micro, lrs, data_seconds, step_seconds, bar) -> dict[str, Any]:
+        samples = sum(b["images"].shape[0] for b in micro) * self.world_size
+        record = {
+            "step": self.step,
+            "epoch": round(self._epoch_progress(), 4),
+            **{k: round(v, 6) for k, v in terms.items()},
+            "skipped": not finite,
+            "nonfinite_total": self.nonfinite_total,
+            "lr_backbone": lrs["backbone"],
+            "lr_new": lrs["new"],
+            "logit_scale": round(float(self.model.logit_scale.detach().exp()), 3),
+            "truncated": sum(b["stats"]["truncated"] for b in micro),
+            "samples_per_s": round(samples / step_seconds, 1),
+            "data_s": round(data_seconds, 4),
+            "step_s": round(step_seconds, 4),
+        }
+        if not finite and self.is_main:
+            print(f"step {self.step}: non-finite loss {terms}; update skipped ({self.nonfinite_total} so far)")
+        if self.step % self.config.log_every == 0 or self.step == 1 or self._done():
+            self._write_log(record)
+        if self.is_main:
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{record['lr_new']:.2e}", sps=record["samples_per_s"])
+        return record
+
+    def _lr(self, kind: str) -> float | None:
+        lrs = [g["lr"] for g in self.optimizer.param_groups if g["kind"] == kind]
+        return lrs[0] if lrs else None
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if not self.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with (self.out_dir / "metrics.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    writer.add_scalar(key, value, record["step"])
+
+    def _tensorboard(self):
+        if not hasattr(self, "_writer"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except (ImportError, ModuleNotFoundError):
+                self._writer = None
+        return self._writer
+
+    def evaluate(self) -> dict[str, float]:
+        """Retrieval metrics on ``eval_data`` (rank 0 computes; the others wait)."""
+        from .evaluate import evaluate_retrieval
+
+        metrics: dict[str, float] = {}
+        if self.is_main:
+            result = evaluate_retrieval(self.model, self.eval_data, modes=self.config.eval_modes, device=self.device)
+            metrics = {f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}
+        if self.world_size > 1:
+            dist.barrier()
+        self.model.train()
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path | None:
+        """Atomically write ``checkpoints/step_XXXXXXX``: weights (safetensors) + trainer state.
+
+        Everything is written to a temporary folder, fsynced, then renamed: a kill at any
+        moment leaves the previous checkpoints complete and loadable.
+        """
+        if not self.is_main:
+            if self.world_size > 1:
+                dist.barrier()
+            return None
+        from .pretrained import save_pretrained
+
+        root = self.out_dir / CHECKPOINTS
+        final = root / f"step_{self.step:07d}"
+        temporary = root / f".tmp_step_{self.step:07d}_{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        save_pretrained(self.model, temporary, tokenizer=False)
+        torch.save(self._state(), temporary / STATE_FILE)
+        for path in temporary.iterdir():
+            _fsync(path)
+        _fsync(temporary)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _fsync(root)
+        for old in sorted(p for p in root.glob("step_*") if p.is_dir())[: -self.config.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        if self.world_size > 1:
+            dist.barrier()
+        return final
+
+    def _state(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self._elapsed(),
+            "nonfinite_total": self.nonfinite_total,
+            "nonfinite_run": self.nonfinite_run,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng_python": _python_state_to_tensors(random.getstate()),
+            "rng_numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "train_config": json.dumps(self.config.to_dict()),
+        }
+
+    def load_checkpoint(self, where: str | Path) -> Path:
+        """Restore weights, optimiser, schedule, position in the data and RNG states."""
+        from .pretrained import WEIGHTS_FILE, read_state_dict
+
+        path = latest_checkpoint(self.out_dir) if str(where) == "latest" else Path(where)
+        if path is None:
+            if self.is_main:
+                print(f"resume='latest': no checkpoint under {self.out_dir / CHECKPOINTS}; starting from scratch")
+            return None
+        if not (path / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{str(path)!r} is not a complete training checkpoint (no {STATE_FILE})")
+        self.model.load_state_dict(read_state_dict(path / WEIGHTS_FILE))
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.elapsed_before, self.started = state["elapsed"], time.monotonic()
+        self.nonfinite_total, self.nonfinite_run = state["nonfinite_total"], state["nonfinite_run"]
+        random.setstate(_python_state_from_tensors(state["rng_python"]))
+        name, keys, *rest = state["rng_numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        if self.is_main:
+            print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
+        return path
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint under ``out_dir/checkpoints`` (temporary folders ignored)."""
+    root = Path(out_dir) / CHECKPOINTS
+    complete = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+    return complete[-1] if complete else None
+
+
+# ----------------------------------------------------------------------------- helpers
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            rank = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(rank)
+            return torch.device("cuda", rank)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _precision(precision: str, device: torch.device):
+    """(autocast dtype or None, GradScaler or None)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return None, None
+    if precision == "bf16":
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler(device.type)
+
+
+def _to(batch: dict[str, Any], device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Tensors to ``device``; floating ones (images) to the model's ``dtype``."""
+    return {
+        k: (v.to(device, dtype=dtype if v.is_floating_point() else v.dtype, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+        for k, v in batch.items()
+    }
+
+
+def _leaf(features: Features) -> Features:
+    return Features(features.global_.detach().requires_grad_(), features.tokens.detach().requires_grad_(), features.mask)
+
+
+def _all_reduce_gradients(model: nn.Module) -> None:
+    world_size = dist.get_world_size()
+    for param in model.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad /= world_size
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _python_state_to_tensors(state):
+    version, internal, gauss = state
+    return (version, torch.tensor(internal, dtype=torch.int64), gauss)
+
+
+def _python_state_from_tensors(state):
+    version, internal, gauss = state
+    return (version, tuple(int(x) for x in internal.tolist()), gauss)
+
+
+# ----------------------------------------------------------------------------- presets
+# A preset names the model to start from, the data, and the training options.
+# "model": a model preset name (fresh weights), "clip:<hub id or dir>" (FineLIP.from_clip),
+#          or a finelip-kit checkpoint directory.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # The CPU default behind the notebooks and the ablation grid: a few minutes on 2 cores.
+    "synthetic-tiny": {
+        "model": "tiny",
+        "data": "synthetic",
+        "train": dict(steps=300, batch_size=64, lr_backbone=1e-3, lr_new=1e-3, warmup_steps=20, eval_every=100),
+    },
+    # FineLIP's recipe on ShareGPT4V: 6 epochs, lr 1e-6 / 2e-4, wd 0.01, 200 warm-up steps, batch 128 x 4.
+    "paper-b16": {
+        "model": "clip:openai/clip-vit-base-patch16",
+        "data": "sharegpt4v",
+        "train": dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
+                      weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
+                      num_workers=8, eval_every=2000, save_every=1000),
+    },
+    "paper-l14": {
+        "model": "clip:openai/clip-vit-large-patch14",
+        "data": "sharegpt4v",
+        "train": dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
+                      weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
+                      num_workers=8, eval_every=2000, save_every=1000),
+    },
+}
+
+
+def train_config(preset: str = "synthetic-tiny", **overrides: Any) -> TrainConfig:
+    """The ``TrainConfig`` of a preset, with overrides."""
+    if preset not in TRAIN_PRESETS:
+        raise KeyError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise KeyError(f"unknown training options {unknown}; known: {sorted(known)}")
+    return TrainConfig(**{**TRAIN_PRESETS[preset]["train"], **overrides})
+
+
+def build_model(spec: str, **overrides: Any) -> FineLIP:
+    """A model from a preset's ``model`` spec (see ``TRAIN_PRESETS``), with config overrides."""
+    from .model import create_model
+    from .pretrained import CONFIG_FILE
+
+    if spec.startswith("clip:"):
+        return FineLIP.from_clip(spec[len("clip:"):], **overrides)
+    path = Path(spec)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return FineLIP.from_pretrained(path, **overrides)
+    return create_model(spec, **overrides)

@@ -1,0 +1,242 @@
+"""The trainer: schedule, parameter groups, sampling, accumulation, gradient caching, NaN
+skipping, atomic checkpoints, exact resume after SIGKILL, DDP equivalence."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from finelip_kit import create_model
+from finelip_kit.data import SyntheticConfig, SyntheticScenes
+from finelip_kit.pretrained import read_state_dict
+from finelip_kit.train import EpochSampler, TrainConfig, Trainer, latest_checkpoint, lr_factor, parameter_groups, train_config
+
+SMALL = {"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4}
+
+
+def tiny(**overrides):
+    torch.manual_seed(0)
+    return create_model("tiny", **{**SMALL, **overrides})
+
+
+def scenes(size=64):
+    return SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=size)
+
+
+def config(tmp_path, **overrides):
+    base = dict(out_dir=str(tmp_path / "run"), steps=2, batch_size=8, warmup_steps=0, progress=False, log_every=1,
+                lr_backbone=1e-3, lr_new=1e-3)
+    return TrainConfig(**{**base, **overrides})
+
+
+def weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_weights_close(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+
+
+def test_schedule_warmup_then_cosine():
+    assert lr_factor(0, 0.0, warmup_steps=4, min_ratio=0.0) == 0.25
+    assert lr_factor(3, 0.1, warmup_steps=4, min_ratio=0.0) == 1.0
+    assert lr_factor(10, 0.5, warmup_steps=4, min_ratio=0.0) == pytest.approx(0.5)
+    assert lr_factor(10, 1.0, warmup_steps=4, min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_factor(10, 0.25, warmup_steps=0, min_ratio=0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_parameter_groups_split_new_modules_and_undecayed_parameters():
+    model = tiny(**{"text.freeze_kept_positions": True})
+    groups = parameter_groups(model, lr_backbone=1e-6, lr_new=2e-4, weight_decay=0.01)
+    by_name = {name: g for g in groups for name in g["names"]}
+    assert len(by_name) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert by_name["image_atrm.score.1.weight"]["lr"] == 2e-4 and by_name["image_atrm.score.1.weight"]["weight_decay"] == 0.01
+    assert by_name["logit_scale"]["lr"] == 2e-4 and by_name["logit_scale"]["weight_decay"] == 0.0
+    assert by_name["text.transformer.embeddings.position_embedding.trainable"]["lr"] == 2e-4
+    assert by_name["vision.vit.blocks.0.attn.qkv.weight"] == next(g for g in groups if g["kind"] == "backbone" and g["weight_decay"])
+    for undecayed in ("vision.vit.blocks.0.norm1.weight", "vision.vit.blocks.0.attn.qkv.bias", "vision.vit.pos_embed",
+                      "vision.vit.cls_token", "text.transformer.embeddings.token_embedding.weight"):
+        assert by_name[undecayed]["weight_decay"] == 0.0, undecayed
+        assert by_name[undecayed]["lr"] == 1e-6
+
+
+def test_sampler_ranks_split_each_global_batch_and_resume_mid_epoch():
+    single = list(EpochSampler(40, batch_size=8, seed=3))
+    ranks = [list(EpochSampler(40, batch_size=4, seed=3, rank=r, world_size=2)) for r in range(2)]
+    for b in range(5):
+        assert ranks[0][4 * b : 4 * b + 4] + ranks[1][4 * b : 4 * b + 4] == single[8 * b : 8 * b + 8]
+    sampler = EpochSampler(40, batch_size=8, seed=3)
+    sampler.set_epoch(0, start_batch=2)
+    assert list(sampler) == single[16:]
+    sampler.set_epoch(1)
+    assert sorted(sampler) == list(range(40)) and list(sampler) != single
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        EpochSampler(5, batch_size=8)
+
+
+def test_train_config_validation_and_presets():
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+    paper = train_config("paper-b16")
+    assert (paper.lr_backbone, paper.lr_new, paper.weight_decay, paper.warmup_steps) == (1e-6, 2e-4, 0.01, 200)
+    assert (paper.epochs, paper.batch_size, paper.accumulation, paper.fine_ramp_epochs) == (6, 128, 4, 1.0)
+    with pytest.raises(KeyError, match="unknown training options \\['lr'\\]"):
+        train_config("synthetic-tiny", lr=1)
+
+
+def test_loss_decreases_and_logs_are_written(tmp_path):
+    model = tiny(loss="global")
+    # One batch of 16 pairs, seen again and again: the contrastive loss must fall below chance (ln 16).
+    trainer = Trainer(model, scenes(16), config(tmp_path, steps=30, batch_size=16, warmup_steps=5))
+    history = trainer.fit()
+    losses = [r["loss"] for r in history if "loss" in r]
+    assert losses[0] > math.log(16) - 0.1 and losses[-1] < math.log(16) - 0.3
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 31))
+    assert {"loss", "global", "lr_backbone", "lr_new", "samples_per_s", "data_s", "truncated"} <= set(lines[0])
+    assert [round(r["lr_new"] / 1e-3, 3) for r in lines[:5]] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert lines[6]["lr_new"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 1 / 25)))
+    assert latest_checkpoint(tmp_path / "run").name == "step_0000030"
+
+
+def test_plain_accumulation_averages_micro_batch_gradients(tmp_path):
+    model = tiny(loss="global+fine")
+    data = scenes(16)
+    one = Trainer(model, data, config(tmp_path, steps=1, batch_size=4, accumulation=2, grad_clip=None))
+    micro = [one.collate([one.dataset[i] for i in idx]) for idx in ([0, 1, 2, 3], [4, 5, 6, 7])]
+    one._accumulate_backward(micro, {})
+    accumulated = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    expected = {}
+    for batch in micro:
+        model.zero_grad()
+        model(batch)["loss"].backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                expected[n] = expected.get(n, 0) + p.grad / 2
+    assert accumulated.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(accumulated[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("loss", ["global", "fine", "global+fine"])
+def test_gradient_caching_equals_one_big_batch(tmp_path, loss):
+    # In float64, so the comparison sees the math, not float32 summation order (which differs at ~1e-6).
+    model = tiny(loss=loss, pcm_weight=0.5, pcm_components=4).double()
+    trainer = Trainer(model, scenes(16), config(tmp_path, batch_size=4, accumulation=2, grad_cache=True))
+
+    def batch(indices):
+        return trainer.collate([trainer.dataset[i] for i in indices])
+
+    micro = [batch([0, 1, 2, 3]), batch([4, 5, 6, 7])]
+    model.zero_grad()
+    cached_terms = trainer._grad_cache_backward(micro, {})
+    cached = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    big = batch(range(8))
+    big_terms = model({**big, "images": big["images"].double()})
+    big_terms["loss"].backward()
+    torch.testing.assert_close(cached_terms["loss"], big_terms["loss"].detach(), atol=1e-10, rtol=0)
+    assert cached.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            torch.testing.assert_close(cached[name], param.grad, atol=1e-6, rtol=0, msg=name)
+
+
+def test_non_finite_losses_are_skipped_counted_then_stop(tmp_path, monkeypatch):
+    model = tiny(loss="global")
+    original = model.loss_terms
+    bad_steps = {2, 4, 5, 6}
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        terms = original(*args, **kwargs)
+        if calls["n"] in bad_steps:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(model, "loss_terms", flaky)
+    trainer = Trainer(model, scenes(64), config(tmp_path, steps=8, max_nonfinite=3))
+    with pytest.raises(FloatingPointError, match=r"3 non-finite losses in a row, the last at step 6 \(loss terms .*'loss': nan"):
+        trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in records] == [False, True, False, True, True]
+    assert records[-1]["nonfinite_total"] == 3
+
+
+def test_a_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    model = tiny(loss="global")
+    trainer = Trainer(model, scenes(64), config(tmp_path, steps=4))
+    trainer.fit()
+    good = latest_checkpoint(tmp_path / "run")
+    assert good.name == "step_0000004"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while renaming")
+
+    monkeypatch.setattr(os, "replace", killed)
+    trainer.step = 5
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert any(p.name.startswith(".tmp_step_0000005") for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert latest_checkpoint(tmp_path / "run") == good
+    resumed = Trainer(tiny(loss="global"), scenes(64), config(tmp_path, steps=4, resume="latest"))
+    assert resumed.load_checkpoint("latest") == good and resumed.step == 4
+    assert_weights_close(weights(resumed.model), read_state_dict(good / "model.safetensors"), atol=0)
+
+
+def run_cli(out: Path, steps: int, extra=()) -> subprocess.Popen:
+    command = [sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(out), "--eval-size", "8", "--set",
+               f"steps={steps}", "batch_size=8", "save_every=2", "keep_last=10", "progress=False", "log_every=1",
+               "warmup_steps=2", "eval_every=None", "model.vision.image_size=32", "model.atrm_k=4",
+               "data.image_size=32", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+    reference = run_cli(tmp_path / "reference", 8)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    victim = run_cli(tmp_path / "victim", 8)
+    deadline = time.time() + 300
+    while not (tmp_path / "victim" / "checkpoints" / "step_0000004").exists():
+        assert victim.poll() is None, victim.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "victim" / "checkpoints" / "step_0000008").exists()
+    resumed = run_cli(tmp_path / "victim", 8, extra=["resume=latest"])
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert "resumed from" in output
+    a = read_state_dict(tmp_path / "reference" / "checkpoints" / "step_0000008" / "model.safetensors")
+    b = read_state_dict(tmp_path / "victim" / "checkpoints" / "step_0000008" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_step_equals_one_rank_on_the_same_global_batch(tmp_path):
+    worker = Path(__file__).with_name("train_worker.py")
+    for mode in ("plain", "grad_cache"):
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              str(worker), str(tmp_path / f"two_{mode}"), "4", mode], capture_output=True, text=True, timeout=300)
+        assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+        one = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                              str(worker), str(tmp_path / f"one_{mode}"), "8", mode], capture_output=True, text=True, timeout=300)
+        assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+        a = read_state_dict(latest_checkpoint(tmp_path / f"two_{mode}") / "model.safetensors")
+        b = read_state_dict(latest_checkpoint(tmp_path / f"one_{mode}") / "model.safetensors")
+        assert_weights_close(a, b, atol=1e-6)

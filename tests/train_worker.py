@@ -1,0 +1,29 @@
+"""Run under torchrun by tests/test_train.py: one optimiser step of the Trainer on a fixed
+global batch, per-rank batch size from argv; rank 0 writes the checkpoint."""
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from finelip_kit import create_model
+from finelip_kit.data import SyntheticConfig, SyntheticScenes
+from finelip_kit.train import TrainConfig, Trainer
+
+
+def main(out: str, batch_size: int, mode: str) -> None:
+    dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    model = create_model("tiny", **{"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4}, loss="global+fine")
+    model = model.double()  # float64: the comparison then sees the math, not float32 summation order
+    data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=16)
+    accumulation = 2 if mode == "grad_cache" else 1
+    config = TrainConfig(out_dir=out, steps=1, batch_size=batch_size // accumulation, accumulation=accumulation,
+                         grad_cache=mode == "grad_cache", warmup_steps=0, progress=False, grad_clip=None,
+                         lr_backbone=1e-3, lr_new=1e-3)
+    Trainer(model, data, config).fit()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
