@@ -239,9 +239,9 @@ class Trainer:
             self.step += 1
             self.batch_in_epoch += cfg.accumulation
             self._set_lr()  # the schedule, for the next step
-            record = self._log(terms, finite, micro, lrs, data_seconds, time.perf_counter() - tick, bar)
+            self._log(terms, finite, micro, lrs, data_seconds, time.perf_counter() - tick, bar)
             if cfg.eval_every and self.eval_data is not None and self.step % cfg.eval_every == 0 and not self._done():
-                record.update(self.evaluate())
+                self._write_log({"step": self.step, **self.evaluate()})
             if cfg.save_every and self.step % cfg.save_every == 0 and not self._done():
                 self.save_checkpoint()
         bar.close()
