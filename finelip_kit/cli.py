@@ -1,6 +1,7 @@
 """``finelip`` command line.
 
     finelip train --preset synthetic-tiny --out runs/x [--data synthetic|<name>|<path>] [--set key=value ...]
+    finelip eval --model <dir> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
@@ -94,6 +95,32 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .data import SyntheticScenes, load_pairs
+    from .evaluate import evaluate_retrieval, paper_table
+
+    model = load_any(args.model)
+    if args.data == "synthetic":
+        data = SyntheticScenes(split=args.split if args.split in ("train", "val", "test") else "test", size=args.size)
+    else:
+        data = load_pairs(args.data, split=args.split, root=args.data_root, on_error=args.on_error)
+        if data.report.skipped:
+            print(data.report)
+    result = evaluate_retrieval(model, data, modes=args.modes, fuse_weight=args.fuse_weight, rerank_k=args.rerank_k,
+                                batch_size=args.batch_size, progress=True)
+    print(result.table.to_string())
+    name = args.data if args.data == "synthetic" else args.data.rsplit("/", 1)[-1]
+    print(paper_table({name: result}, mode=args.modes[0]).to_string())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "split": args.split,
+                                              "metrics": result.metrics}, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
@@ -122,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--model", help="model preset, clip:<hub id or dir>, or a checkpoint dir; default: the preset's")
     trainer.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override options (see below)")
     trainer.set_defaults(run=train)
+    evaluator = commands.add_parser("eval", help="retrieval evaluation (R@1/5/10 both ways, every scoring mode)",
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluator.add_argument("--model", required=True, help="finelip-kit checkpoint dir, transformers CLIP dir or hub id, or .pt")
+    evaluator.add_argument("--data", required=True, help="synthetic, a known dataset name (with --data-root) or a path")
+    evaluator.add_argument("--data-root", help="where a known dataset lies")
+    evaluator.add_argument("--split", default="test")
+    evaluator.add_argument("--size", type=int, default=2000, help="synthetic test pairs")
+    evaluator.add_argument("--modes", nargs="+", default=["global", "fine", "fused"], choices=["global", "fine", "fused"])
+    evaluator.add_argument("--fuse-weight", type=float, default=0.2)
+    evaluator.add_argument("--rerank-k", type=int, help="two-stage scoring: global top-k, then CLIM")
+    evaluator.add_argument("--batch-size", type=int, default=64)
+    evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    evaluator.add_argument("--out", help="results.json")
+    evaluator.set_defaults(run=evaluate)
     exporter = commands.add_parser(
         "export",
         help="convert weights: to a transformers text encoder, a transformers CLIPModel, or a finelip-kit checkpoint",

@@ -170,32 +170,86 @@ def score_gallery(
     return model.similarity(gallery.images, gallery.texts, mode=mode, fuse_weight=fuse_weight, chunk_bytes=chunk_bytes)
 
 
+def rerank_scores(
+    model: FineLIP, gallery: Gallery, k: int, mode: str = "fine", fuse_weight: float = 0.2, pairs_per_chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-stage scoring: global top-``k`` candidates, then CLIM (``fine``) or ``fused`` re-ranking.
+
+    Returns ``(for_i2t, for_t2i)``, two ``(n_images, n_texts)`` matrices: in each direction a
+    query's ``k`` candidates carry their re-ranked score and every other entry its global score
+    minus a large offset, so candidates come first and the rest keep their global order.
+    """
+    from .clim import clim_pair_scores
+
+    if mode not in ("fine", "fused"):
+        raise ValueError(f"re-ranking applies to 'fine' or 'fused', got {mode!r}")
+    coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
+    offset = 1e4
+
+    def rescore(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(len(images))
+        for start in range(0, len(images), pairs_per_chunk):
+            i, t = images[start : start + pairs_per_chunk], texts[start : start + pairs_per_chunk]
+            fine = clim_pair_scores(gallery.images.tokens[i], gallery.texts.tokens[t], gallery.texts.mask[t],
+                                    gallery.images.mask[i], model.config.clim_slope)
+            out[start : start + pairs_per_chunk] = fine if mode == "fine" else (1 - fuse_weight) * coarse[i, t] + fuse_weight * fine
+        return out
+
+    results = []
+    for direction in ("i2t", "t2i"):
+        scores = coarse - offset
+        if direction == "i2t":
+            top = coarse.topk(min(k, coarse.shape[1]), dim=1).indices  # (images, k)
+            images = torch.arange(coarse.shape[0]).unsqueeze(1).expand_as(top).flatten()
+            texts = top.flatten()
+        else:
+            top = coarse.topk(min(k, coarse.shape[0]), dim=0).indices  # (k, texts)
+            texts = torch.arange(coarse.shape[1]).unsqueeze(0).expand_as(top).flatten()
+            images = top.flatten()
+        scores[images, texts] = rescore(images, texts)
+        results.append(scores)
+    return results[0], results[1]
+
+
 def evaluate_retrieval(
     model: FineLIP,
     data,
     modes: Iterable[str] = MODES,
     fuse_weight: float = 0.2,
+    rerank_k: int | None = None,
     batch_size: int = 64,
     memory_budget: int = DEFAULT_CHUNK_BYTES,
     device: torch.device | str | None = None,
     progress: bool = False,
     gallery: Gallery | None = None,
 ) -> RetrievalResult:
-    """Recall@1/5/10 both ways for each scoring mode, and within-group accuracy where groups exist."""
+    """Recall@1/5/10 both ways for each scoring mode, and within-group accuracy where groups exist.
+
+    ``rerank_k``: ``fine`` and ``fused`` become two-stage (global top-k, then CLIM on those) —
+    for galleries where the full CLIM matrix costs too much. ``memory_budget``: bytes the CLIM
+    scoring may use at once (chunking).
+    """
     modes = tuple(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"modes must be among {MODES}, got {unknown}")
     if not model.config.use_clim:
         modes = tuple(m for m in modes if m == "global") or ("global",)
     gallery = gallery or encode_gallery(model, data, batch_size=batch_size, device=device, progress=progress)
     metrics: dict[str, float] = {}
     rows = []
     for mode in modes:
-        scores = score_gallery(model, gallery, mode, fuse_weight, memory_budget)
-        values = retrieval_metrics(scores, gallery.text_image)
-        if gallery.image_groups is not None:
-            values.update(group_accuracy(scores, gallery.text_image, gallery.image_groups, gallery.text_groups))
-        metrics.update({f"{mode}/{k}": v for k, v in values.items()})
+        if rerank_k and mode != "global":
+            for_i2t, for_t2i = rerank_scores(model, gallery, rerank_k, mode, fuse_weight)
+            values = _metrics_two_ways(for_i2t, for_t2i, gallery)
+            name = f"{mode}@rerank{rerank_k}"
+        else:
+            scores = score_gallery(model, gallery, mode, fuse_weight, memory_budget)
+            values = _metrics_two_ways(scores, scores, gallery)
+            name = mode
+        metrics.update({f"{name}/{k}": v for k, v in values.items()})
         for direction in ("i2t", "t2i"):
-            row = {"mode": mode, "direction": direction, **{k.split("/")[-1]: v for k, v in values.items() if k.startswith(direction)}}
+            row = {"mode": name, "direction": direction, **{k.split("/")[-1]: v for k, v in values.items() if k.startswith(direction)}}
             if f"group/{direction}" in values:
                 row["group acc"] = values[f"group/{direction}"]
             rows.append(row)
@@ -206,3 +260,165 @@ def evaluate_retrieval(
     except ImportError:
         table = rows
     return RetrievalResult(metrics, table)
+
+
+def _metrics_two_ways(for_i2t: torch.Tensor, for_t2i: torch.Tensor, gallery: Gallery) -> dict[str, float]:
+    i2t = retrieval_metrics(for_i2t, gallery.text_image)
+    t2i = retrieval_metrics(for_t2i, gallery.text_image)
+    values = {**{k: v for k, v in i2t.items() if k.startswith("i2t")}, **{k: v for k, v in t2i.items() if k.startswith("t2i")}}
+    if gallery.image_groups is not None:
+        values["group/i2t"] = group_accuracy(for_i2t, gallery.text_image, gallery.image_groups, gallery.text_groups)["group/i2t"]
+        values["group/t2i"] = group_accuracy(for_t2i, gallery.text_image, gallery.image_groups, gallery.text_groups)["group/t2i"]
+    return values
+
+
+# ----------------------------------------------------------------------------- probes
+def effective_length_curve(
+    model: FineLIP,
+    data,
+    lengths: Sequence[int] = (10, 20, 40, 77, 120, 160, 248),
+    mode: str = "global",
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+):
+    """R@1 (and within-group accuracy) when captions are cut to each length in tokens, EOT kept
+    (Long-CLIP's Fig. 2 probe). Lengths above the model's context are clipped to it. A DataFrame."""
+    import pandas
+
+    from .tokenizer import get_tokenizer
+
+    base = encode_gallery(model, data, batch_size=batch_size, device=device)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    captions, *_ = _index(data)
+    rows = []
+    model.eval()
+    for length in lengths:
+        context = min(int(length), model.context_length)
+        tokenizer = get_tokenizer(context_length=context)
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(captions), batch_size):
+                batch = tokenizer(captions[start : start + batch_size])
+                parts.append(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device)).to("cpu"))
+        gallery = Gallery(base.images, Features.cat(parts), base.text_image, base.image_groups, base.text_groups)
+        scores = score_gallery(model, gallery, mode)
+        values = _metrics_two_ways(scores, scores, gallery)
+        rows.append({"length": length, "context": context, **{k: v for k, v in values.items() if k.endswith("R@1") or "group" in k}})
+    return pandas.DataFrame(rows).set_index("length").round(2)
+
+
+def plot_effective_length(curve, title: str = "effective length"):
+    """A matplotlib figure of ``effective_length_curve``'s table."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for column in curve.columns:
+        if column != "context":
+            ax.plot(curve.index, curve[column], marker="o", label=column)
+    ax.axvline(77, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("caption tokens kept")
+    ax.set_ylabel("percent")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def evaluate_zeroshot(
+    model: FineLIP,
+    images,
+    labels: Sequence[int],
+    classnames: Sequence[str],
+    templates: Sequence[str] = ("a photo of a {}.",),
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Zero-shot classification accuracy (top-1 / top-5, percent): each class is the mean of its
+    normalised template embeddings; images are PIL images or preprocessed tensors."""
+    import torch.nn.functional as F
+
+    from .data.transforms import clip_transform
+    from .tokenizer import get_tokenizer
+
+    if len(images) != len(labels):
+        raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+    bad = [label for label in labels if not 0 <= int(label) < len(classnames)]
+    if bad:
+        raise ValueError(f"labels must index classnames (0..{len(classnames) - 1}); got {bad[:5]}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    tokenizer = get_tokenizer(context_length=model.context_length)
+    transform = clip_transform(model.config.vision)
+    model.eval()
+    classes = []
+    for name in classnames:
+        batch = tokenizer([template.format(name) for template in templates])
+        embeds = F.normalize(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device), fine=False).global_, dim=-1)
+        classes.append(F.normalize(embeds.mean(0), dim=-1))
+    classifier = torch.stack(classes)  # (classes, d)
+    logits = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        pixels = torch.stack([image if isinstance(image, torch.Tensor) else transform(image) for image in chunk]).to(device)
+        logits.append(F.normalize(model.encode_image(pixels, fine=False).global_, dim=-1) @ classifier.T)
+    logits = torch.cat(logits).cpu()
+    targets = torch.as_tensor([int(label) for label in labels])
+    top = logits.topk(min(5, len(classnames)), dim=1).indices
+    return {"top1": 100.0 * (top[:, 0] == targets).float().mean().item(),
+            "top5": 100.0 * (top == targets[:, None]).any(1).float().mean().item()}
+
+
+# ----------------------------------------------------------------------------- the paper's layout
+PUBLISHED = [
+    # model, backbone, dataset, I2T R@1, T2I R@1, source (see shared/PUBLISHED_RESULTS.md)
+    ("Long-CLIP", "B/16", "Urban1k", 78.9, 79.5, "HiMo-CLIP paper, Table 1"),
+    ("Long-CLIP", "B/16", "DOCCI", 63.2, 71.5, "HiMo-CLIP paper, Table 1"),
+    ("Long-CLIP", "L/14", "Urban1k", 82.7, 86.1, "HiMo-CLIP paper, Table 1"),
+    ("Long-CLIP", "L/14", "DOCCI", 66.5, 78.6, "HiMo-CLIP paper, Table 1"),
+    ("TULIP", "B/16", "Urban1k", 88.1, 86.6, "quoted in FineLIP (secondary)"),
+    ("LAPS", "B/16", "Urban1k", 89.0, 88.4, "quoted in FineLIP (secondary)"),
+    ("FineLIP", "B/16", "Urban1k", 90.7, 89.3, "FineLIP Table 1 as quoted by two secondary sources"),
+    ("FineLIP*", "B/16", "Urban1k", 91.2, 90.0, "secondary"),
+    ("FineLIP", "L/14", "Urban1k", 93.2, 93.0, "quoted by HyFL-CLIP from the original paper"),
+    ("FineLIP", "L/14", "DOCCI", 82.2, 83.1, "quoted by HyFL-CLIP from the original paper"),
+    ("CLIP", "B/16", "COCO", 51.8, 32.7, "Long-CLIP paper"),
+    ("Long-CLIP", "B/16", "COCO", 57.6, 40.4, "Long-CLIP paper"),
+    ("CLIP", "L/14", "COCO", 56.1, 35.4, "Long-CLIP paper"),
+    ("Long-CLIP", "L/14", "COCO", 62.8, 46.3, "Long-CLIP paper"),
+    ("CLIP", "B/16", "ShareGPT4V-1k", 78.2, 79.6, "Long-CLIP paper"),
+    ("Long-CLIP", "B/16", "ShareGPT4V-1k", 94.6, 93.3, "Long-CLIP paper"),
+]
+
+
+def published_table(dataset: str | None = None):
+    """The literature's R@1 numbers (with sources), optionally for one dataset."""
+    import pandas
+
+    rows = [dict(model=m, backbone=b, dataset=d, **{"I2T R@1": i, "T2I R@1": t}, source=s) for m, b, d, i, t, s in PUBLISHED]
+    table = pandas.DataFrame(rows)
+    return table if dataset is None else table[table.dataset.str.lower() == dataset.lower()].reset_index(drop=True)
+
+
+def paper_table(results: dict[str, RetrievalResult | dict[str, float]], mode: str = "global", name: str = "this run"):
+    """Rows in the FineLIP / Long-CLIP layout: one row per model, columns dataset × I2T/T2I × R@1/R@5;
+    the published numbers for those datasets are stacked beside (R@1 only)."""
+    import pandas
+
+    row: dict[tuple[str, str, str], float] = {}
+    for dataset, result in results.items():
+        metrics = result.metrics if isinstance(result, RetrievalResult) else result
+        for direction, label in (("i2t", "I2T"), ("t2i", "T2I")):
+            for k in ("R@1", "R@5"):
+                key = f"{mode}/{direction}/{k}"
+                if key in metrics:
+                    row[(dataset, label, k)] = round(metrics[key], 1)
+    ours = pandas.DataFrame([row], index=[name])
+    published = []
+    for model, backbone, dataset, i2t, t2i, source in PUBLISHED:
+        match = next((d for d in results if d.lower() == dataset.lower()), None)
+        if match is not None:
+            published.append((f"{model} {backbone} ({source})", {(match, "I2T", "R@1"): i2t, (match, "T2I", "R@1"): t2i}))
+    others = pandas.DataFrame([values for _, values in published], index=[label for label, _ in published])
+    table = pandas.concat([ours, others]) if published else ours
+    table.columns = pandas.MultiIndex.from_tuples(table.columns, names=["dataset", "direction", "metric"])
+    return table.sort_index(axis=1)
