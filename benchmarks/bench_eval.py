@@ -3,8 +3,8 @@
     python benchmarks/bench_eval.py [--gallery 5000] [--dim 128] [--rerank-k 50] [--skip-clim]
 
 (a) CLIM for 1000 x 1000 pairs (40 x 40 tokens, d = 512): runs benchmarks/bench_clim.py's table.
-(b) A gallery of structured synthetic embeddings (each caption mentions a subset of its image's
-    tokens, the global embeddings are noisier summaries): full CLIM scoring vs two-stage
+(b) A gallery of structured synthetic embeddings (clusters of images that share most concepts:
+    the global view confuses them, the token view does not): full CLIM scoring vs two-stage
     (global top-k, then CLIM), time and R@1 both ways.
 (c) Peak extra memory of the chunked CLIM at several gallery sizes against the budget.
 """
@@ -28,17 +28,21 @@ from finelip_kit.model import FineLIP, global_similarity  # noqa: E402
 from finelip_kit.towers import Features  # noqa: E402
 
 
-def structured_gallery(n: int, tokens: int = 40, dim: int = 128, seed: int = 0) -> Gallery:
-    """Images = ``tokens`` random concept vectors; each caption = 30 of its image's concepts plus
-    noise, and 10 concepts from elsewhere; globals = noisy means (a weaker, global view)."""
+def structured_gallery(n: int, tokens: int = 40, dim: int = 128, cluster: int = 10, unique: int = 4,
+                       noise: float = 1.0, global_noise: float = 0.1, seed: int = 0) -> Gallery:
+    """Images of ``tokens`` concept vectors, in clusters of ``cluster`` that share all but ``unique``
+    concepts; each caption holds its image's concepts (shuffled, with noise); globals are noisy
+    means, so the global view confuses images inside a cluster and the token view does not."""
     g = torch.Generator().manual_seed(seed)
-    image_tokens = torch.randn(n, tokens, dim, generator=g)
-    keep = torch.argsort(torch.rand(n, tokens, generator=g), dim=1)[:, :30]
-    own = torch.gather(image_tokens, 1, keep.unsqueeze(-1).expand(-1, -1, dim))
-    foreign = image_tokens[torch.randint(0, n, (n, tokens - 30), generator=g), torch.randint(0, tokens, (n, tokens - 30), generator=g)]
-    text_tokens = torch.cat([own, foreign], dim=1) + 0.8 * torch.randn(n, tokens, dim, generator=g)
-    image_global = image_tokens.mean(1) + 0.25 * torch.randn(n, dim, generator=g)
-    text_global = text_tokens.mean(1) + 0.25 * torch.randn(n, dim, generator=g)
+    concepts = torch.randn(4 * n, dim, generator=g)
+    base = torch.randint(0, 4 * n, ((n + cluster - 1) // cluster, tokens - unique), generator=g)
+    ids = torch.cat([base.repeat_interleave(cluster, 0)[:n], torch.randint(0, 4 * n, (n, unique), generator=g)], 1)
+    image_tokens = concepts[ids]
+    order = torch.argsort(torch.rand(n, tokens, generator=g), 1)
+    text_tokens = torch.gather(image_tokens, 1, order.unsqueeze(-1).expand(-1, -1, dim))
+    text_tokens = text_tokens + noise * torch.randn(n, tokens, dim, generator=g)
+    image_global = image_tokens.mean(1) + global_noise * torch.randn(n, dim, generator=g)
+    text_global = text_tokens.mean(1) + global_noise * torch.randn(n, dim, generator=g)
     mask = torch.ones(n, tokens, dtype=torch.bool)
     return Gallery(Features(image_global, image_tokens, mask), Features(text_global, text_tokens, mask), torch.arange(n))
 

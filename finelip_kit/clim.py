@@ -94,6 +94,64 @@ def clim_pair_scores(
     return rearrange(_late_interaction(sim, t_mask, i_mask, slope), "n 1 -> n")
 
 
+def clim_candidate_scores(
+    image_tokens: torch.Tensor,
+    text_tokens: torch.Tensor,
+    candidates: torch.Tensor,
+    by: str = "image",
+    text_mask: torch.Tensor | None = None,
+    image_mask: torch.Tensor | None = None,
+    slope: float = 0.1,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> torch.Tensor:
+    """Scores of each query against its own ``k`` candidates (two-stage retrieval): ``(n, k)``.
+
+    ``by="image"``: queries are the images and ``candidates`` ``(n_images, k)`` index texts;
+    ``by="text"``: queries are the texts and ``candidates`` ``(n_texts, k)`` index images.
+    One batched GEMM per chunk of queries: the query's tokens are not copied per candidate.
+    Scoring only (no autograd).
+    """
+    if by not in ("image", "text"):
+        raise ValueError(f"by must be 'image' or 'text', got {by!r}")
+    _check_tokens(image_tokens, text_tokens, text_mask, image_mask)
+    image_tokens, text_tokens = image_tokens.detach(), text_tokens.detach()
+    images, texts = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
+    n, k = candidates.shape
+    a, b, d = images.shape[1], texts.shape[1], images.shape[2]
+    per_query = images.element_size() * k * (a * b + 2 * (a + b) + (b if by == "image" else a) * d)
+    step = max(1, min(n, chunk_bytes // per_query))
+    out = images.new_empty(n, k)
+    # Reused buffers for the gathered candidates and the similarities: fresh pages per chunk
+    # cost more than the copy itself.
+    pool = images if by == "text" else texts
+    gathered = pool.new_empty(step * k, *pool.shape[1:])
+    sims = images.new_empty(step * k * a * b)
+    for q0 in range(0, n, step):
+        chosen = candidates[q0 : q0 + step]  # (c, k)
+        c = len(chosen)
+        q = torch.arange(q0, q0 + c, device=candidates.device)
+        candidate = torch.index_select(pool, 0, chosen.flatten(), out=gathered[: c * k])
+        sim_buffer = sims[: c * k * a * b]
+        if by == "image":
+            # (c, a, d) x (c, d, k·b) -> (c, a, k, b): the (i, a, t, b) layout, one GEMM per query.
+            candidate = rearrange(candidate, "(c k) b d -> c (k b) d", c=c)
+            sim = torch.bmm(images[q], candidate.transpose(1, 2), out=sim_buffer.view(c, a, k * b))
+            sim = rearrange(sim, "c a (k b) -> c a k b", k=k)
+            t_mask = None if text_mask is None else rearrange(text_mask[chosen], "c k b -> c 1 k b")
+            i_mask = None if image_mask is None else rearrange(image_mask[q], "c a -> c a 1 1")
+            out[q0 : q0 + c] = _late_interaction(sim, t_mask, i_mask, slope)
+        else:
+            # (c, k·a, d) x (c, d, b) -> (c·k, a, 1, b): every (text, image) pair as its own item.
+            candidate = rearrange(candidate, "(c k) a d -> c (k a) d", c=c)
+            sim = torch.bmm(candidate, texts[q].transpose(1, 2), out=sim_buffer.view(c, k * a, b))
+            sim = rearrange(sim, "c (k a) b -> (c k) a 1 b", k=k)
+            t_mask = None if text_mask is None else rearrange(text_mask[q], "c b -> c 1 b").expand(-1, k, -1)
+            t_mask = None if t_mask is None else rearrange(t_mask, "c k b -> (c k) 1 1 b")
+            i_mask = None if image_mask is None else rearrange(image_mask[chosen], "c k a -> (c k) a 1 1")
+            out[q0 : q0 + c] = rearrange(_late_interaction(sim, t_mask, i_mask, slope), "(c k) 1 -> c k", k=k)
+    return out
+
+
 def token_alignment(image_tokens: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
     """Raw token-to-token cosines for visualisation: ``(..., a, d)``, ``(..., b, d)`` → ``(..., a, b)``."""
     image_tokens = F.normalize(image_tokens, dim=-1)

@@ -171,7 +171,8 @@ def score_gallery(
 
 
 def rerank_scores(
-    model: FineLIP, gallery: Gallery, k: int, mode: str = "fine", fuse_weight: float = 0.2, pairs_per_chunk: int = 4096
+    model: FineLIP, gallery: Gallery, k: int, mode: str = "fine", fuse_weight: float = 0.2,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-stage scoring: global top-``k`` candidates, then CLIM (``fine``) or ``fused`` re-ranking.
 
@@ -179,35 +180,25 @@ def rerank_scores(
     query's ``k`` candidates carry their re-ranked score and every other entry its global score
     minus a large offset, so candidates come first and the rest keep their global order.
     """
-    from .clim import clim_pair_scores
+    from .clim import clim_candidate_scores
 
     if mode not in ("fine", "fused"):
         raise ValueError(f"re-ranking applies to 'fine' or 'fused', got {mode!r}")
     coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
+    images, texts = gallery.images, gallery.texts
+    image_mask = None if bool(images.mask.all()) else images.mask
+    text_mask = None if bool(texts.mask.all()) else texts.mask
     offset = 1e4
-
-    def rescore(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(len(images))
-        for start in range(0, len(images), pairs_per_chunk):
-            i, t = images[start : start + pairs_per_chunk], texts[start : start + pairs_per_chunk]
-            fine = clim_pair_scores(gallery.images.tokens[i], gallery.texts.tokens[t], gallery.texts.mask[t],
-                                    gallery.images.mask[i], model.config.clim_slope)
-            out[start : start + pairs_per_chunk] = fine if mode == "fine" else (1 - fuse_weight) * coarse[i, t] + fuse_weight * fine
-        return out
-
     results = []
-    for direction in ("i2t", "t2i"):
-        scores = coarse - offset
-        if direction == "i2t":
-            top = coarse.topk(min(k, coarse.shape[1]), dim=1).indices  # (images, k)
-            images = torch.arange(coarse.shape[0]).unsqueeze(1).expand_as(top).flatten()
-            texts = top.flatten()
-        else:
-            top = coarse.topk(min(k, coarse.shape[0]), dim=0).indices  # (k, texts)
-            texts = torch.arange(coarse.shape[1]).unsqueeze(0).expand_as(top).flatten()
-            images = top.flatten()
-        scores[images, texts] = rescore(images, texts)
-        results.append(scores)
+    for by, scores in (("image", coarse), ("text", coarse.T)):  # rows are the queries
+        top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+        fine = clim_candidate_scores(images.tokens, texts.tokens, top, by, text_mask, image_mask,
+                                     model.config.clim_slope, chunk_bytes)
+        rows = torch.arange(scores.shape[0]).unsqueeze(1).expand_as(top)
+        rescored = fine if mode == "fine" else (1 - fuse_weight) * scores[rows, top] + fuse_weight * fine
+        out = scores - offset
+        out[rows, top] = rescored
+        results.append(out if by == "image" else out.T)
     return results[0], results[1]
 
 

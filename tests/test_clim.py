@@ -94,3 +94,19 @@ def test_bad_inputs_are_named():
         clim_scores(torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.tensor([[1, 0, 0], [0, 0, 0]]).bool())
     with pytest.raises(ValueError, match="text_mask must be a bool tensor of shape"):
         clim_scores(torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("by", ["image", "text"])
+@pytest.mark.parametrize("chunk_bytes", [1, 10**9])
+def test_candidate_scores_are_the_matching_entries_of_the_full_matrix(by, chunk_bytes):
+    from finelip_kit.clim import clim_candidate_scores
+
+    images, texts = torch.randn(9, 5, 16), torch.randn(11, 7, 16)
+    text_mask, image_mask = ragged_mask(11, 7), ragged_mask(9, 5)
+    full = clim_scores(images, texts, text_mask, image_mask)
+    queries, pool = (9, 11) if by == "image" else (11, 9)
+    candidates = torch.stack([torch.randperm(pool)[:4] for _ in range(queries)])
+    got = clim_candidate_scores(images, texts, candidates, by, text_mask, image_mask, chunk_bytes=chunk_bytes)
+    rows = torch.arange(queries).unsqueeze(1).expand_as(candidates)
+    expected = full[rows, candidates] if by == "image" else full.T[rows, candidates]
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
