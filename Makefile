@@ -23,9 +23,9 @@ test: setup  ## every test, slow ones included (what CI runs)
 test-fast: setup  ## skip the slow (multi-process, notebook) tests
 	$(PY) -m pytest -m "not slow"
 
-demo: setup  ## the main job on the embedded synthetic benchmark
-	@echo "make demo runs the synthetic benchmark, which is not built yet (see README: Status)." >&2
-	@exit 2
+demo: setup  ## the main job: fine-tune the packaged tiny CLIP FineLIP-style on the synthetic benchmark
+	$(PY) -m finelip_kit.cli train --preset synthetic-tiny --out runs/demo
+	@echo "run folder: runs/demo (metrics.jsonl, checkpoints/)"
 
 bench: setup  ## benchmark tables (CLIM scoring)
 	$(PY) benchmarks/bench_clim.py

@@ -1,6 +1,7 @@
 """``finelip`` command line.
 
     finelip train --preset synthetic-tiny --out runs/x [--data synthetic|<name>|<path>] [--set key=value ...]
+    finelip pretrain-tiny --out <dir>   (rebuilds the packaged tiny-synthetic-clip)
     finelip eval --model <dir> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
 
@@ -38,13 +39,14 @@ def export(args: argparse.Namespace) -> int:
 
 
 def parse_value(text: str):
-    """``--set`` values: numbers, booleans, none, lists (``[1, 2]``), else the string itself."""
+    """``--set`` values: numbers, booleans, ``None``/``null``, lists (``[1, 2]``), else the string
+    itself (so ``text.stretch=none`` stays the string ``"none"``)."""
     import ast
 
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
+    if text.strip() in ("None", "null"):
         return None
     try:
         return ast.literal_eval(text)
@@ -89,10 +91,31 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
-    model = build_model(args.model or preset["model"], **model_options)
-    Trainer(model, train_data, config, eval_data=eval_data).fit()
+    spec = args.model or preset["model"]
+    overrides = {**(preset.get("model_overrides", {}) if spec == preset["model"] else {}), **model_options}
+    model = build_model(spec, **overrides)
+    history = Trainer(model, train_data, config, eval_data=eval_data).fit()
     print(f"trained {config.steps or config.epochs} {'steps' if config.steps else 'epochs'}; run folder: {args.out}")
+    final = next((r for r in reversed(history) if r.get("final")), None)
+    if final:
+        print(summary_table(final))
+        if spec == preset["model"] and preset["model"] == "tiny-synthetic-clip":
+            from .assets import asset_metrics
+
+            base = asset_metrics("tiny-synthetic-clip")
+            print(f"reference, the packaged base at 77 tokens: within-group {base['long/group/t2i']:.1f}% "
+                  f"(chance {100 / 4:.0f}%), R@1 {base['long/t2i/R@1']:.1f}% (validation, long captions)")
     return 0
+
+
+def summary_table(record: dict) -> str:
+    """A compact text table of a final evaluation record (``eval/<mode>/<metric>`` keys)."""
+    modes = list(dict.fromkeys(key.split("/")[1] for key in record if key.startswith("eval/")))
+    columns = ("i2t/R@1", "t2i/R@1", "i2t/R@5", "t2i/R@5", "group/i2t", "group/t2i")
+    lines = [f"{'mode':<8}" + "".join(f"{c:>11}" for c in columns)]
+    for mode in modes:
+        lines.append(f"{mode:<8}" + "".join(f"{record.get(f'eval/{mode}/{c}', float('nan')):>11.1f}" for c in columns))
+    return "\n".join(lines)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -121,8 +144,21 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def pretrain_tiny(args: argparse.Namespace) -> int:
+    import json
+
+    from .pretrain import pretrain_tiny as run
+
+    metrics = run(args.out, steps=args.steps, seed=args.seed)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
+    print(f"wrote the tiny base to {args.out}; load it with FineLIP.from_pretrained({args.out!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
+
+    from .pretrain import PRETRAIN
 
     from .train import TRAIN_PRESETS, TrainConfig
 
@@ -149,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--model", help="model preset, clip:<hub id or dir>, or a checkpoint dir; default: the preset's")
     trainer.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override options (see below)")
     trainer.set_defaults(run=train)
+    pretrainer = commands.add_parser("pretrain-tiny", help="rebuild the packaged tiny-synthetic-clip base model",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pretrainer.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, metrics.json)")
+    pretrainer.add_argument("--steps", type=int, default=PRETRAIN["steps"])
+    pretrainer.add_argument("--seed", type=int, default=PRETRAIN["seed"])
+    pretrainer.set_defaults(run=pretrain_tiny)
     evaluator = commands.add_parser("eval", help="retrieval evaluation (R@1/5/10 both ways, every scoring mode)",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluator.add_argument("--model", required=True, help="finelip-kit checkpoint dir, transformers CLIP dir or hub id, or .pt")

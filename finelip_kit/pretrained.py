@@ -209,6 +209,15 @@ def _effective_text_positions(sd: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([table[:LONGCLIP_KEEP], residual[LONGCLIP_KEEP:]])
 
 
+# Whole-tensor renames between transformers' CLIPModel and the kit, used in both directions.
+_RENAMES = {
+    "text_projection.weight": "text.projection.weight",
+    "visual_projection.weight": "vision.vit.head.weight",
+    "logit_scale": "logit_scale",
+}
+_TEXT_PREFIXES = ("text_model.", "text.transformer.")
+
+
 def _hf_to_finelip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -216,14 +225,10 @@ def _hf_to_finelip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, value in sd.items():
         if key.endswith("position_ids"):
             continue  # a buffer older transformers versions saved
-        if key.startswith("text_model."):
-            out["text.transformer." + key[len("text_model.") :]] = value
-        elif key == "text_projection.weight":
-            out["text.projection.weight"] = value
-        elif key == "visual_projection.weight":
-            out["vision.vit.head.weight"] = value
-        elif key == "logit_scale":
-            out["logit_scale"] = value
+        if key.startswith(_TEXT_PREFIXES[0]):
+            out[_TEXT_PREFIXES[1] + key[len(_TEXT_PREFIXES[0]) :]] = value
+        elif key in _RENAMES:
+            out[_RENAMES[key]] = value
         elif key == "vision_model.embeddings.class_embedding":
             out["vision.vit.cls_token"] = value.reshape(1, 1, -1)
         elif key == "vision_model.embeddings.position_embedding.weight":
@@ -250,6 +255,9 @@ def _hf_to_finelip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+_INVERSE_RENAMES = {ours: hf for hf, ours in _RENAMES.items()}
+
+
 def finelip_to_hf(model: FineLIP) -> dict[str, torch.Tensor]:
     """The towers of ``model`` as a transformers ``CLIPModel`` state dict (the inverse mapping)."""
     out: dict[str, torch.Tensor] = {}
@@ -257,14 +265,10 @@ def finelip_to_hf(model: FineLIP) -> dict[str, torch.Tensor]:
         value = value.detach()
         if key in _POSITION_KEYS or key.startswith(_NEW_MODULES):
             continue
-        if key.startswith("text.transformer."):
-            out["text_model." + key[len("text.transformer.") :]] = value
-        elif key == "text.projection.weight":
-            out["text_projection.weight"] = value
-        elif key == "logit_scale":
-            out["logit_scale"] = value
-        elif key == "vision.vit.head.weight":
-            out["visual_projection.weight"] = value
+        if key.startswith(_TEXT_PREFIXES[1]):
+            out[_TEXT_PREFIXES[0] + key[len(_TEXT_PREFIXES[1]) :]] = value
+        elif key in _INVERSE_RENAMES:
+            out[_INVERSE_RENAMES[key]] = value
         elif key == "vision.vit.cls_token":
             out["vision_model.embeddings.class_embedding"] = value.reshape(-1)
         elif key == "vision.vit.pos_embed":
@@ -521,8 +525,14 @@ def save_pretrained(model: FineLIP, directory: str | Path, tokenizer=None) -> Pa
 def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
     """Restore a ``save_pretrained`` directory exactly, or, with ``overrides``, start a new
     configuration from it: the position table is re-stretched to a new context, new modules
-    (ATRM) whose shapes changed start fresh, everything else is loaded and must fit."""
-    directory = Path(directory)
+    (ATRM) whose shapes changed start fresh, everything else is loaded and must fit.
+    ``directory`` may also name a model packaged with the kit (``"tiny-synthetic-clip"``)."""
+    from .assets import asset_names, asset_path, load_asset_weights
+
+    packaged = asset_path(str(directory)) if not Path(directory).exists() else None
+    if packaged is None and not Path(directory).exists() and "/" not in str(directory):
+        raise FileNotFoundError(f"{str(directory)!r} is neither a checkpoint directory nor a packaged model ({asset_names()})")
+    directory = packaged or Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
         if not path.is_file():
@@ -537,7 +547,7 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
         raise ValueError(f"{str(config_path)!r} is not a finelip-kit config ({error})") from error
     _check_config_keys(data, str(config_path))
     config = FineLIPConfig.from_dict(data)
-    weights = read_state_dict(weights_path)
+    weights = load_asset_weights(directory) if packaged else read_state_dict(weights_path)
     if not overrides:
         model = FineLIP(config)
         _check_weights(model.state_dict(), weights, str(weights_path))

@@ -335,6 +335,20 @@ def _token_counter():
     return count
 
 
+def vocabulary_token_ids() -> list[int]:
+    """Every CLIP token id the generator can emit (all templates, attribute and number words)."""
+    import re
+
+    from ..tokenizer import get_tokenizer
+
+    words = [*COLOURS, *SHAPES, *SIZES, *BACKGROUNDS, *NUMBER_WORDS, *ORDINALS, "to the left of", "to the right of",
+             "above", "below", "a", "and", "by", "grid", "with", "shapes", "on", "canvas", ",", ".", *map(str, range(1, 13))]
+    for template in (*OBJECT_TEMPLATES, *POSITION_STYLES, *RELATION_TEMPLATES):
+        words.append(re.sub(r"\{\w+\}", " ", template))
+    tokenizer = get_tokenizer()
+    return sorted({token for piece in tokenizer.encode(words) for token in piece})
+
+
 # ---------------------------------------------------------------------- other views of the data
 def to_hf_dataset(scenes: SyntheticScenes):
     """The split as a ``datasets.Dataset`` (images as PIL via an ``Image()`` feature)."""

@@ -1,0 +1,96 @@
+"""Calibrate the embedded synthetic benchmark: train settings x seeds, report mean ± std.
+
+    python benchmarks/calibrate_synthetic.py --axis context --seeds 0 1 2 --out docs/calibration
+
+Each run is the ``synthetic-tiny`` preset (the packaged 77-token base, fine-tuned on long
+captions) with one axis changed; models are chosen on nothing — the table reports the test
+split (2000 pairs) for the final model of each run. Records go to ``<out>/<setting>_s<seed>.json``
+(runs already recorded are reused), the table to ``<out>/<axis>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from finelip_kit.data import SyntheticScenes
+from finelip_kit.evaluate import evaluate_retrieval
+from finelip_kit.pretrain import CaptionView
+from finelip_kit.train import TRAIN_PRESETS, Trainer, build_model, train_config
+
+AXES = {
+    "context": {
+        "248 (kps)": {},
+        "77 (truncate)": {"text.context_length": 77, "text.stretch": "none"},
+    },
+    "stretch": {
+        "kps": {},
+        "linear": {"text.stretch": "linear"},
+    },
+    "loss": {
+        "global+fine": {},
+        "global": {"loss": "global"},
+        "fine": {"loss": "fine"},
+    },
+}
+COLUMNS = ("global/t2i/R@1", "global/i2t/R@1", "short/t2i/R@1", "global/group/t2i", "fine/group/t2i", "fused/group/t2i")
+
+
+def run(setting: dict, seed: int, test_pairs: int) -> dict:
+    preset = TRAIN_PRESETS["synthetic-tiny"]
+    torch.manual_seed(seed)
+    model = build_model(preset["model"], **{**preset["model_overrides"], **setting})
+    config = train_config("synthetic-tiny", out_dir=f"/tmp/calibration/{time.time_ns()}", seed=seed, progress=False)
+    started = time.perf_counter()
+    Trainer(model, SyntheticScenes(split="train"), config).fit()
+    seconds = time.perf_counter() - started
+    test = SyntheticScenes(split="test", size=test_pairs)
+    long = evaluate_retrieval(model, test).metrics
+    short = evaluate_retrieval(model, CaptionView(test, "alt_caption"), modes=("global",)).metrics
+    return {**long, "short/t2i/R@1": short["global/t2i/R@1"], "short/i2t/R@1": short["global/i2t/R@1"], "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--axis", choices=sorted(AXES), required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--test-pairs", type=int, default=2000)
+    parser.add_argument("--out", default="docs/calibration")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = []
+    for name, setting in AXES[args.axis].items():
+        records = []
+        for seed in args.seeds:
+            path = out / f"{args.axis}_{name.split()[0]}_s{seed}.json"
+            if path.is_file():
+                records.append(json.loads(path.read_text()))
+                continue
+            record = {"axis": args.axis, "setting": name, "overrides": setting, "seed": seed, **run(setting, seed, args.test_pairs)}
+            path.write_text(json.dumps(record, indent=2))
+            records.append(record)
+            print(f"{name} seed {seed}: " + ", ".join(f"{c} {record[c]:.1f}" for c in COLUMNS if c in record), flush=True)
+        cells = []
+        for column in COLUMNS:
+            values = [r[column] for r in records if column in r]
+            if not values:
+                cells.append("–")
+                continue
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+        table.append((name, cells, len(records), statistics.mean(r["seconds"] for r in records)))
+    lines = [f"| {args.axis} | " + " | ".join(COLUMNS) + " | seeds | s / run |", "|" + "---|" * (len(COLUMNS) + 3)]
+    for name, cells, n, seconds in table:
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {n} | {seconds:.0f} |")
+    (out / f"{args.axis}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The packaged tiny base model: loads by name, reconfigures, and its recorded metrics reproduce."""
+
+import pytest
+import torch
+
+from finelip_kit import FineLIP
+from finelip_kit.assets import asset_metrics, asset_names
+from finelip_kit.data.synthetic import vocabulary_token_ids
+from finelip_kit.train import TRAIN_PRESETS, build_model
+
+
+def test_tiny_base_loads_by_name_with_a_77_token_context():
+    assert "tiny-synthetic-clip" in asset_names()
+    model = FineLIP.from_pretrained("tiny-synthetic-clip")
+    assert model.context_length == 77 and model.config.loss == "global" and model.image_atrm is None
+    table = model.text.transformer.embeddings.token_embedding.weight
+    used = vocabulary_token_ids()
+    assert (table[used].abs().sum(1) > 0).all()  # every row the synthetic captions use is stored
+    assert int((table.abs().sum(1) > 0).sum()) < 200  # ... and little else: the asset stays small
+
+
+def test_synthetic_tiny_preset_stretches_the_base_and_adds_finelip_modules():
+    preset = TRAIN_PRESETS["synthetic-tiny"]
+    base = FineLIP.from_pretrained("tiny-synthetic-clip")
+    model = build_model(preset["model"], **preset["model_overrides"])
+    assert model.context_length == 248 and model.config.use_atrm and model.config.loss == "global+fine"
+    assert torch.equal(model.text.position_table[:20], base.text.position_table[:20])
+    assert model.text.transformer.embeddings.position_embedding.frozen.shape[0] == 20
+    assert torch.equal(model.vision.vit.head.weight, base.vision.vit.head.weight)
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint directory nor a packaged model"):
+        FineLIP.from_pretrained("tiny-imaginary-clip")
+
+
+@pytest.mark.slow
+def test_recorded_metrics_reproduce_when_the_script_is_rerun(tmp_path):
+    from finelip_kit.pretrain import pretrain_tiny
+
+    recorded = asset_metrics("tiny-synthetic-clip")
+    metrics = pretrain_tiny(tmp_path, steps=recorded["steps"], seed=recorded["seed"], progress=False)
+    for key in ("alt/i2t/R@1", "alt/t2i/R@1", "long/i2t/R@1", "long/t2i/R@1", "long/group/t2i"):
+        # Bitwise on the machine that made the asset; within seed noise elsewhere.
+        assert abs(metrics[key] - recorded[key]) <= 1.5, (key, metrics[key], recorded[key])
+    final = max(int(step) for step in recorded["loss"])
+    assert abs(metrics["loss"][final] - recorded["loss"][str(final)]) <= 0.1
