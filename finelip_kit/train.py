@@ -235,7 +235,14 @@ class Trainer:
             micro = next(batches)  # `accumulation` micro-batches
             data_seconds = time.perf_counter() - tick
             lrs = {kind: self._lr(kind) for kind in ("backbone", "new")}
-            terms, finite = self._train_step(micro)  # forward, backward, clip, step
+            try:
+                terms, finite = self._train_step(micro)  # forward, backward, clip, step
+            except torch.OutOfMemoryError as error:
+                raise torch.OutOfMemoryError(
+                    f"out of memory at step {self.step + 1} with micro-batch {cfg.batch_size} on {self.device}: use a "
+                    f"smaller batch_size with accumulation (grad_cache=True keeps the contrastive batch exact), "
+                    f"e.g. batch_size={max(2, cfg.batch_size // 2)} accumulation={cfg.accumulation * 2} grad_cache=True"
+                ) from error
             self.step += 1
             self.batch_in_epoch += cfg.accumulation
             self._set_lr()  # the schedule, for the next step

@@ -175,6 +175,18 @@ def test_non_finite_losses_are_skipped_counted_then_stop(tmp_path, monkeypatch):
     assert records[-1]["nonfinite_total"] == 3
 
 
+def test_out_of_memory_suggests_a_smaller_micro_batch(tmp_path, monkeypatch):
+    model = tiny(loss="global")
+    trainer = Trainer(model, scenes(64), config(tmp_path, steps=2, batch_size=16))
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "_train_step", exhausted)
+    with pytest.raises(torch.OutOfMemoryError, match="batch_size=8 accumulation=2 grad_cache=True"):
+        trainer.fit()
+
+
 def test_a_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
     model = tiny(loss="global")
     trainer = Trainer(model, scenes(64), config(tmp_path, steps=4))
