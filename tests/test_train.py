@@ -210,7 +210,7 @@ def test_a_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, mo
 
 
 def run_cli(out: Path, steps: int, extra=()) -> subprocess.Popen:
-    command = [sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(out), "--eval-size", "8", "--set",
+    command = [sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(out), "--eval-size", "8", "--model", "tiny", "--set",
                f"steps={steps}", "batch_size=8", "save_every=2", "keep_last=10", "progress=False", "log_every=1",
                "warmup_steps=2", "eval_every=None", "model.vision.image_size=32", "model.atrm_k=4",
                "data.image_size=32", *extra]
