@@ -9,7 +9,6 @@ import fakes
 from finelip_kit import create_model
 from finelip_kit.data import SyntheticConfig, SyntheticScenes, load_pairs
 from finelip_kit.evaluate import (
-    Gallery,
     effective_length_curve,
     encode_gallery,
     evaluate_retrieval,

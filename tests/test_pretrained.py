@@ -2,7 +2,6 @@
 
 import json
 import pickle
-import zipfile
 
 import pytest
 import torch
