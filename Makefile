@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch + torchvision pinned as a pair that installs from this project's machines' local wheels.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup test test-fast demo bench clean
+KERNEL := finelip-kit
+
+.PHONY: setup kernel test test-fast demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +25,15 @@ test: setup  ## every test, slow ones included (what CI runs)
 test-fast: setup  ## skip the slow (multi-process, notebook) tests
 	$(PY) -m pytest -m "not slow"
 
-demo: setup  ## the main job: fine-tune the packaged tiny CLIP FineLIP-style on the synthetic benchmark
-	$(PY) -m finelip_kit.cli train --preset synthetic-tiny --out runs/demo
-	@echo "run folder: runs/demo (metrics.jsonl, checkpoints/)"
+kernel: setup  ## register this environment as the Jupyter kernel "finelip-kit" (for JupyterLab and papermill)
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "finelip-kit (.venv)" >/dev/null
+	@echo "Jupyter kernel $(KERNEL) -> $(abspath $(PY))"
+
+demo: kernel  ## the main job: one ablation grid point on the synthetic benchmark (about 5 min on 2 CPU cores)
+	mkdir -p ablations/results
+	$(VENV)/bin/papermill ablations/grid.ipynb ablations/results/default.ipynb -p atrm_k 16 -k $(KERNEL)
+	@echo "executed notebook: ablations/results/default.ipynb"
+	@echo "record:            ablations/results/default.json (explore with ablations/explorer.ipynb)"
 
 bench: setup  ## benchmark tables (CLIM scoring)
 	$(PY) benchmarks/bench_clim.py

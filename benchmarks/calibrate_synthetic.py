@@ -23,6 +23,8 @@ from finelip_kit.evaluate import evaluate_retrieval
 from finelip_kit.pretrain import CaptionView
 from finelip_kit.train import TRAIN_PRESETS, Trainer, build_model, train_config
 
+# Settings are overrides of the synthetic-tiny preset: model config keys, or ``train.<key>``
+# for the training config. ``{}`` is the preset itself; its runs are shared by every axis.
 AXES = {
     "context": {
         "248 (kps)": {},
@@ -31,28 +33,50 @@ AXES = {
     "stretch": {
         "kps": {},
         "linear": {"text.stretch": "linear"},
+        "scratch": {"text.stretch": "scratch"},
     },
     "loss": {
         "global+fine": {},
         "global": {"loss": "global"},
         "fine": {"loss": "fine"},
     },
+    "atrm": {
+        "on": {},
+        "off": {"use_atrm": False},
+    },
+    "negatives": {
+        "sum": {},
+        "hardest": {"negatives": "sum", "train.hardest_after_epochs": 0.064},  # hardest after 60 steps
+    },
+    "k": {f"{k}": ({} if k == 16 else {"atrm_k": k}) for k in (4, 8, 16, 24, 39)},
 }
 COLUMNS = ("global/t2i/R@1", "global/i2t/R@1", "short/t2i/R@1", "global/group/t2i", "fine/group/t2i", "fused/group/t2i")
 
 
 def run(setting: dict, seed: int, test_pairs: int) -> dict:
     preset = TRAIN_PRESETS["synthetic-tiny"]
+    model_setting = {k: v for k, v in setting.items() if not k.startswith("train.")}
+    train_setting = {k[len("train."):]: v for k, v in setting.items() if k.startswith("train.")}
     torch.manual_seed(seed)
-    model = build_model(preset["model"], **{**preset["model_overrides"], **setting})
-    config = train_config("synthetic-tiny", out_dir=f"/tmp/calibration/{time.time_ns()}", seed=seed, progress=False)
+    model = build_model(preset["model"], **{**preset["model_overrides"], **model_setting})
+    config = train_config("synthetic-tiny", out_dir=f"/tmp/calibration/{time.time_ns()}", seed=seed,
+                          progress=False, **train_setting)
     started = time.perf_counter()
     Trainer(model, SyntheticScenes(split="train"), config).fit()
     seconds = time.perf_counter() - started
+    # Validation (what a default is chosen on) and test (what is reported).
+    val = evaluate_retrieval(model, SyntheticScenes(split="val", size=test_pairs)).metrics
     test = SyntheticScenes(split="test", size=test_pairs)
     long = evaluate_retrieval(model, test).metrics
     short = evaluate_retrieval(model, CaptionView(test, "alt_caption"), modes=("global",)).metrics
-    return {**long, "short/t2i/R@1": short["global/t2i/R@1"], "short/i2t/R@1": short["global/i2t/R@1"], "seconds": seconds}
+    return {**long, **{f"val/{k}": v for k, v in val.items()},
+            "short/t2i/R@1": short["global/t2i/R@1"], "short/i2t/R@1": short["global/i2t/R@1"], "seconds": seconds}
+
+
+def record_path(out: Path, axis: str, name: str, setting: dict, seed: int) -> Path:
+    """Where a run's record lives; the preset's own runs are shared by every axis."""
+    stem = "default" if not setting else f"{axis}_{name.split()[0]}"
+    return out / f"{stem}_s{seed}.json"
 
 
 def main() -> None:
@@ -68,7 +92,7 @@ def main() -> None:
     for name, setting in AXES[args.axis].items():
         records = []
         for seed in args.seeds:
-            path = out / f"{args.axis}_{name.split()[0]}_s{seed}.json"
+            path = record_path(out, args.axis, name, setting, seed)
             if path.is_file():
                 records.append(json.loads(path.read_text()))
                 continue

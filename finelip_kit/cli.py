@@ -4,6 +4,7 @@
     finelip pretrain-tiny --out <dir>   (rebuilds the packaged tiny-synthetic-clip)
     finelip eval --model <dir> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
+    finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
 """
@@ -15,23 +16,10 @@ import sys
 from pathlib import Path
 
 
-def load_any(source: str):
-    """A FineLIP model from a kit checkpoint dir, a transformers CLIP dir / hub id, or an OpenAI-format file."""
-    from .model import FineLIP
-    from .pretrained import CONFIG_FILE, WEIGHTS_FILE
-
-    path = Path(source)
-    if path.is_dir() and (path / WEIGHTS_FILE).is_file() and '"finelip_kit_version"' in (path / CONFIG_FILE).read_text():
-        return FineLIP.from_pretrained(path)
-    if path.is_file():
-        return FineLIP.from_openai_checkpoint(path)
-    return FineLIP.from_clip(source)
-
-
 def export(args: argparse.Namespace) -> int:
-    from .pretrained import export_clip, export_text_encoder, save_pretrained
+    from .pretrained import export_clip, export_text_encoder, load_model, save_pretrained
 
-    model = load_any(args.source)
+    model = load_model(args.source)
     writer = {"text": export_text_encoder, "clip": export_clip, "finelip": save_pretrained}[args.what]
     writer(model, args.to)
     print(f"wrote {args.what} export of {args.source} to {args.to} (context length {model.context_length})")
@@ -72,29 +60,16 @@ def split_settings(settings: list[str]) -> tuple[dict, dict, dict]:
 
 
 def train(args: argparse.Namespace) -> int:
-    from .data import SyntheticConfig, SyntheticScenes, load_pairs
-    from .train import TRAIN_PRESETS, Trainer, build_model, train_config
+    from .train import TRAIN_PRESETS, prepare_training
 
     train_options, model_options, data_options = split_settings(args.set or [])
     preset = TRAIN_PRESETS[args.preset]
-    config = train_config(args.preset, out_dir=args.out, **train_options)
-    data = args.data or preset["data"]
-    if data == "synthetic":
-        synthetic = SyntheticConfig(**data_options)
-        train_data = SyntheticScenes(synthetic, split="train")
-        eval_data = SyntheticScenes(synthetic, split="val", size=args.eval_size)
-    else:
-        if data_options:
-            raise SystemExit(f"data.* settings {sorted(data_options)} apply to the synthetic data only")
-        train_data = load_pairs(data, split=args.train_split, root=args.data_root)
-        eval_data = load_pairs(args.eval_data or data, split=args.eval_split, root=args.data_root) if args.eval_split else None
-    import torch
-
-    torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
-    spec = args.model or preset["model"]
-    overrides = {**(preset.get("model_overrides", {}) if spec == preset["model"] else {}), **model_options}
-    model = build_model(spec, **overrides)
-    history = Trainer(model, train_data, config, eval_data=eval_data).fit()
+    trainer = prepare_training(args.preset, args.out, data=args.data, data_root=args.data_root, model=args.model,
+                               train_split=args.train_split, eval_data=args.eval_data, eval_split=args.eval_split,
+                               eval_size=args.eval_size, train_options=train_options, model_options=model_options,
+                               data_options=data_options)
+    config, spec = trainer.config, args.model or preset["model"]
+    history = trainer.fit()
     print(f"trained {config.steps or config.epochs} {'steps' if config.steps else 'epochs'}; run folder: {args.out}")
     final = next((r for r in reversed(history) if r.get("final")), None)
     if final:
@@ -123,8 +98,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .data import SyntheticScenes, load_pairs
     from .evaluate import evaluate_retrieval, paper_table
+    from .pretrained import load_model
 
-    model = load_any(args.model)
+    model = load_model(args.model)
     if args.data == "synthetic":
         data = SyntheticScenes(split=args.split if args.split in ("train", "val", "test") else "test", size=args.size)
     else:
@@ -153,6 +129,26 @@ def pretrain_tiny(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
     print(f"wrote the tiny base to {args.out}; load it with FineLIP.from_pretrained({args.out!r})")
     return 0
+
+
+def grid(args: argparse.Namespace) -> int:
+    from .ablation import load_spec, run_grid
+
+    try:
+        spec = load_spec(args.spec, runs_dir=args.runs_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"grid {spec.name}: {len(spec.points)} point(s), notebook {spec.notebook}, results in {spec.runs_dir}")
+    if args.dry_run:
+        for name, parameters in spec.points.items():
+            print(f"  {name}: {parameters}")
+        return 0
+    outcome = run_grid(spec, workers=args.workers, force=args.force, kernel_name=args.kernel)
+    print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} (already recorded), failed {len(outcome.failed)}")
+    for name, error in outcome.failed.items():
+        print(f"  FAILED {name}: {error.splitlines()[-1] if error else ''}\n    notebook: {spec.runs_dir / (name + '.ipynb')}")
+    return 0 if outcome.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="text: CLIPTextModelWithProjection + tokenizer (for diffusers); clip: CLIPModel; "
                                "finelip: the kit's own checkpoint")
     exporter.set_defaults(run=export)
+    gridder = commands.add_parser("grid", help="run an ablation grid: each point executes ablations/grid.ipynb with papermill",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    gridder.add_argument("spec", help="grid spec (YAML): fixed parameters, points, product")
+    gridder.add_argument("--workers", type=int, default=1, help="points run at once")
+    gridder.add_argument("--force", action="store_true", help="re-run points that already have a successful record")
+    gridder.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, python3)")
+    gridder.add_argument("--runs-dir", help="default: ablations/runs next to the spec's folder; points go to <runs-dir>/<grid>/")
+    gridder.add_argument("--dry-run", action="store_true", help="list the points and exit")
+    gridder.set_defaults(run=grid)
     return parser
 
 

@@ -14,6 +14,10 @@ Modes
             ratio 4 give ``20 + 4·(77 - 20) = 248`` rows.
 ``linear``  Uniform linear interpolation of all rows (first and last rows kept).
 ``none``    No stretching: the table is returned as is (context truncated to it).
+``scratch`` The baseline Long-CLIP compares against: the original rows are kept and every
+            row past them is new, drawn from N(0, 0.01²) as CLIP initialises positions (a
+            fixed generator, so the table is reproducible), to be learned in fine-tuning.
+            Not a linear map of the table; ``interpolation_matrix`` gives its copy part.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import math
 import torch
 from einops import einsum
 
-STRETCH_MODES = ("kps", "linear", "none")
+STRETCH_MODES = ("kps", "linear", "none", "scratch")
+SCRATCH_INIT_STD = 0.01
 
 
 def kps_ratio(original_len: int, target_len: int, keep: int = 20) -> int:
@@ -82,6 +87,8 @@ def interpolation_matrix(original_len: int, target_len: int, keep: int = 20, mod
         return kps_interpolation_matrix(original_len, target_len, keep)
     if mode == "linear":
         return linear_interpolation_matrix(original_len, target_len)
+    if mode == "scratch":
+        return torch.eye(target_len, original_len, dtype=torch.float64)
     if mode == "none":
         if target_len > original_len:
             raise ValueError(
@@ -104,6 +111,10 @@ def stretch_position_embedding(
         raise ValueError(f"position table must be 2-D (positions, dim), got shape {tuple(table.shape)}")
     weights = interpolation_matrix(table.shape[0], target_len, keep, mode).to(table.device)
     stretched = einsum(weights, table.to(torch.float64), "target source, source d -> target d")
+    if mode == "scratch" and target_len > table.shape[0]:
+        generator = torch.Generator().manual_seed(0)
+        new_rows = torch.randn(target_len - table.shape[0], table.shape[1], generator=generator, dtype=torch.float64)
+        stretched[table.shape[0]:] = SCRATCH_INIT_STD * new_rows.to(table.device)
     return stretched.to(table.dtype)
 
 

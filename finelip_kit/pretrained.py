@@ -662,3 +662,19 @@ def _load_modules(model: FineLIP, path: Path) -> None:
     _check_weights(expected, weights, str(path))
     model.load_state_dict(weights, strict=False)
 
+
+
+def load_model(source: str | Path):
+    """A FineLIP model from anything the kit reads: a finelip-kit checkpoint dir or packaged name
+    (``tiny-synthetic-clip``), a transformers CLIP dir or hub id, or an OpenAI / Long-CLIP file."""
+    from .assets import asset_path
+    from .model import FineLIP
+
+    path = Path(source)
+    if asset_path(str(source)) is not None:
+        return FineLIP.from_pretrained(str(source))
+    if path.is_dir() and (path / WEIGHTS_FILE).is_file() and '"finelip_kit_version"' in (path / CONFIG_FILE).read_text():
+        return FineLIP.from_pretrained(path)
+    if path.is_file():
+        return FineLIP.from_openai_checkpoint(path)
+    return FineLIP.from_clip(str(source))

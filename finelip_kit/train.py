@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -182,8 +182,10 @@ class SeededPairs(PairDataset):
 
 # ----------------------------------------------------------------------------- the trainer
 class Trainer:
-    def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None):
+    def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None,
+                 on_log: Callable[[dict[str, Any]], None] | None = None):
         self.config = config
+        self.on_log = on_log  # called with every logged record on the main process (live plots)
         self.rank, self.world_size = world()
         self.is_main = self.rank == 0
         self.device = _device(config.device)
@@ -439,6 +441,8 @@ class Trainer:
         self.history.append(record)
         if not self.is_main:
             return
+        if self.on_log is not None:
+            self.on_log(record)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with (self.out_dir / "metrics.jsonl").open("a") as log:
             log.write(json.dumps(record) + "\n")
@@ -653,6 +657,51 @@ def train_config(preset: str = "synthetic-tiny", **overrides: Any) -> TrainConfi
     if unknown:
         raise KeyError(f"unknown training options {unknown}; known: {sorted(known)}")
     return TrainConfig(**{**TRAIN_PRESETS[preset]["train"], **overrides})
+
+
+def prepare_training(
+    preset: str = "synthetic-tiny",
+    out_dir: str = "runs/finelip",
+    data: str | None = None,
+    data_root: str | None = None,
+    model: str | None = None,
+    train_split: str = "train",
+    eval_data: str | None = None,
+    eval_split: str | None = None,
+    eval_size: int = 400,
+    train_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    data_options: dict[str, Any] | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> Trainer:
+    """A ready ``Trainer`` for a preset (what ``finelip train`` and ``notebooks/02_train`` run).
+
+    ``data``: ``"synthetic"``, a known dataset name (with ``data_root``) or a path; default the
+    preset's. ``model``: a model spec (see ``build_model``); default the preset's, with the
+    preset's ``model_overrides``. ``*_options``: ``TrainConfig`` fields, model config overrides
+    (``atrm_k``, ``text.context_length``), ``SyntheticConfig`` fields. Synthetic data is evaluated
+    on ``eval_size`` validation pairs; real data on ``eval_split`` when given.
+    """
+    from .data import SyntheticConfig, SyntheticScenes, load_pairs
+
+    spec = TRAIN_PRESETS[preset] if preset in TRAIN_PRESETS else None
+    if spec is None:
+        raise KeyError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    config = train_config(preset, out_dir=out_dir, **(train_options or {}))
+    data = data or spec["data"]
+    if data == "synthetic":
+        synthetic = SyntheticConfig(**(data_options or {}))
+        train_data = SyntheticScenes(synthetic, split="train")
+        evaluation = SyntheticScenes(synthetic, split="val", size=eval_size) if eval_size else None
+    else:
+        if data_options:
+            raise ValueError(f"data options {sorted(data_options)} apply to the synthetic data only, not {data!r}")
+        train_data = load_pairs(data, split=train_split, root=data_root)
+        evaluation = load_pairs(eval_data or data, split=eval_split, root=data_root) if eval_split else None
+    torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
+    model = model or spec["model"]
+    overrides = {**(spec.get("model_overrides", {}) if model == spec["model"] else {}), **(model_options or {})}
+    return Trainer(build_model(model, **overrides), train_data, config, eval_data=evaluation, on_log=on_log)
 
 
 def build_model(spec: str, **overrides: Any) -> FineLIP:

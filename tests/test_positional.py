@@ -89,3 +89,14 @@ def test_bad_arguments_name_the_value():
         stretch_position_embedding(torch.randn(77, 4), 248, keep=76)
     with pytest.raises(ValueError, match="2-D"):
         stretch_position_embedding(torch.randn(77), 248)
+
+
+def test_scratch_keeps_original_rows_and_draws_new_ones_reproducibly():
+    table = torch.randn(77, 16)
+    stretched = stretch_position_embedding(table, 248, mode="scratch")
+    assert stretched.shape == (248, 16)
+    assert torch.equal(stretched[:77], table)
+    new = stretched[77:].double()
+    assert abs(new.std().item() - 0.01) < 0.001 and abs(new.mean().item()) < 0.001
+    assert torch.equal(stretch_position_embedding(table, 248, mode="scratch"), stretched)
+    assert torch.equal(stretch_position_embedding(table, 50, mode="scratch"), table[:50])

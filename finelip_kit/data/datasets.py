@@ -79,6 +79,10 @@ class Pairs:
     def num_images(self) -> int:
         return len(set(self.hf["image_id"]))
 
+    def take(self, n: int) -> "Pairs":
+        """The first ``n`` pairs (all of them if there are fewer)."""
+        return Pairs(self.hf.select(range(min(n, len(self.hf)))), self.report, self.name)
+
     def __repr__(self) -> str:
         return f"Pairs({self.name!r}, {len(self)} pairs, {self.num_images} images, skipped {self.report.skipped})"
 

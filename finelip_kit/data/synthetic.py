@@ -156,6 +156,10 @@ class SyntheticScenes:
     def __len__(self) -> int:
         return self.size
 
+    def __repr__(self) -> str:
+        return (f"SyntheticScenes(split={self.split!r}, {self.size} pairs in groups of {self.config.group_size}, "
+                f"seed {self.config.seed})")
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for {self.size} {self.split} scenes")

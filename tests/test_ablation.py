@@ -1,0 +1,225 @@
+"""Grid-point parameters, grid specs, records and the explorer helpers (no papermill here)."""
+
+import json
+
+import matplotlib
+import nbformat
+import pytest
+
+matplotlib.use("Agg")
+
+from finelip_kit.ablation import (  # noqa: E402
+    RECORD_MIMETYPE,
+    AblationExplorer,
+    GridParameters,
+    ablation_table,
+    expand_points,
+    load_records,
+    load_spec,
+    plot_ablation,
+    point_name,
+    read_notebook_record,
+    run_point,
+    summary_frame,
+    validate_parameters,
+    write_record,
+)
+
+
+# ----------------------------------------------------------------------------- parameters
+def test_defaults_are_the_synthetic_tiny_preset_and_map_to_model_overrides():
+    params = validate_parameters()
+    assert params.preset == "synthetic-tiny" and params.atrm_k == 16 and params.context_length == 248
+    assert params.name == "default"
+    assert params.model_overrides() == {
+        "use_atrm": True, "atrm_k": 16, "atrm_k_text": None, "use_clim": True, "text.stretch": "kps",
+        "text.context_length": 248, "loss": "global+fine", "fine_weight": 1.0, "score_mode": "global",
+        "negatives": "sum",
+    }
+    assert validate_parameters(negatives="hardest", hardest_after_steps=0).model_overrides()["negatives"] == "hardest"
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"atrmk": 16}, r"unknown grid parameter\(s\) \['atrmk'\]"),
+    ({"atrm_k": "16"}, r"parameter atrm_k must be int, got '16'"),
+    ({"atrm_k": 0}, "parameter atrm_k must be >= 1, got 0"),
+    ({"atrm_k": True}, "parameter atrm_k must be int, got True"),
+    ({"use_atrm": 1}, "parameter use_atrm must be bool, got 1"),
+    ({"pe_mode": "rope"}, r"parameter pe_mode must be one of \['kps', 'linear', 'none', 'scratch'\], got 'rope'"),
+    ({"loss": "triplet"}, "parameter loss must be one of"),
+    ({"negatives": "all"}, "parameter negatives must be one of"),
+    ({"score_mode": "max"}, "parameter score_mode must be one of"),
+    ({"batch_size": 1}, "parameter batch_size must be >= 2"),
+    ({"fine_weight": -1.0}, "parameter fine_weight must be >= 0, got -1.0"),
+    ({"steps": None}, "set parameter steps or train_minutes"),
+    ({"pe_mode": "none"}, "context_length must be <= 77, got 248"),
+    ({"preset": "huge"}, "parameter preset must be one of"),
+    ({"seed": None}, "parameter seed must not be None"),
+])
+def test_bad_parameters_are_named_before_anything_runs(parameters, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        validate_parameters(**parameters)
+
+
+def test_numbers_accept_ints_where_floats_are_expected():
+    assert validate_parameters(fine_weight=1, lr=0).fine_weight == 1
+
+
+def test_point_names_list_what_differs_sorted_and_file_safe():
+    assert point_name({"atrm_k": 16}) == "default"
+    assert point_name({"seed": 1, "atrm_k": 8}) == "atrm_k=8-seed=1"
+    assert point_name({"loss": "global", "fine_weight": 0.5}) == "fine_weight=0.5-loss=global"
+    assert point_name({"dataset": "/data/x.jsonl"}) == "dataset=_data_x.jsonl"
+    assert point_name({"steps": 2, "use_atrm": False}, base={"steps": 2}) == "use_atrm=False"
+
+
+# ----------------------------------------------------------------------------- specs
+def test_points_cross_the_product_fixed_applies_everywhere_and_duplicates_merge():
+    points = expand_points({"steps": 5}, [{}, {"atrm_k": 8}, {"atrm_k": 16}], {"seed": [0, 1]})
+    assert list(points) == ["default", "seed=1", "atrm_k=8", "atrm_k=8-seed=1"]
+    assert points["atrm_k=8-seed=1"] == {"steps": 5, "atrm_k": 8, "seed": 1}
+    assert list(expand_points({}, None, {"atrm_k": [4, 8], "use_clim": [True, False]})) == [
+        "atrm_k=4", "atrm_k=4-use_clim=False", "atrm_k=8", "atrm_k=8-use_clim=False"]
+
+
+def test_specs_are_validated_whole_before_any_point_runs(tmp_path):
+    bad = tmp_path / "grids" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("points:\n  - {}\n  - {atrm_k: 0}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: point \{'atrm_k': 0\}: parameter atrm_k must be >= 1"):
+        load_spec(bad)
+    bad.write_text("product: {seed: 3}\n")
+    with pytest.raises(ValueError, match="product.seed must be a non-empty list, got 3"):
+        load_spec(bad)
+    bad.write_text("fixed: {run_name: x}\n")
+    with pytest.raises(ValueError, match="run_name is set by the grid runner"):
+        load_spec(bad)
+    bad.write_text("axes: {seed: [1]}\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['axes'\]"):
+        load_spec(bad)
+    with pytest.raises(FileNotFoundError, match="missing.yaml does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_shipped_specs_expand():
+    smoke = load_spec("ablations/grids/smoke.yaml")
+    assert list(smoke.points) == ["default", "use_atrm=False"]
+    assert str(smoke.notebook) == "ablations/grid.ipynb" and str(smoke.runs_dir) == "ablations/runs/smoke"
+    paper = load_spec("ablations/grids/paper_ablations.yaml")
+    assert len(paper.points) == 45
+    settings = {json.dumps({k: v for k, v in p.items() if k != "seed"}, sort_keys=True) for p in paper.points.values()}
+    assert len(settings) == 15
+    assert {p.get("atrm_k", 16) for p in paper.points.values()} == {4, 8, 16, 24, 39}
+    assert {p.get("pe_mode", "kps") for p in paper.points.values()} == {"kps", "linear", "scratch", "none"}
+
+
+# ----------------------------------------------------------------------------- records
+def _record(name, status="ok", **metrics_and_params):
+    params = {**GridParameters().measured(), **{k: v for k, v in metrics_and_params.items() if "/" not in k}}
+    return {"run_name": name, "status": status, "parameters": params,
+            "metrics": {k: v for k, v in metrics_and_params.items() if "/" in k},
+            "reference": {"name": "base", "metrics": {"global/group/t2i": 25.0}}, "timings": {"total_s": 1.0}}
+
+
+@pytest.fixture
+def results(tmp_path):
+    values = {(4, 0): 60.0, (4, 1): 62.0, (16, 0): 70.0, (16, 1): 74.0, (39, 0): 65.0, (39, 1): 65.0}
+    for (k, seed), value in values.items():
+        write_record(_record(f"k{k}s{seed}", atrm_k=k, seed=seed, **{"global/group/t2i": value, "global/t2i/R@1": value / 2}),
+                     tmp_path)
+    write_record({**_record("broken", atrm_k=8), "status": "failed", "error": "RuntimeError: boom"}, tmp_path)
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "k4s0" / "model").mkdir(parents=True)
+    (tmp_path / "k4s0" / "model" / "config.json").write_text("{}")
+    (tmp_path / "k4s0" / "model" / "model.safetensors").write_bytes(b"")
+    return tmp_path
+
+
+def test_load_records_flattens_parameters_metrics_and_reference(results):
+    frame = load_records(results)
+    assert len(frame) == 7
+    assert frame.attrs["skipped"] == [str(results / "notes.json")]  # saved models are not counted
+    row = frame.set_index("run_name").loc["k16s1"]
+    assert row["atrm_k"] == 16 and row["global/group/t2i"] == 74.0 and row["reference/global/group/t2i"] == 25.0
+    assert frame.set_index("run_name").loc["broken", "error"] == "RuntimeError: boom"
+    assert len(load_records(results, status="ok")) == 6
+    with pytest.raises(FileNotFoundError, match="does not exist; run a grid point first"):
+        load_records(results / "nowhere")
+
+
+def test_ablation_table_mean_std_over_seeds_sorted_with_deltas(results):
+    table = ablation_table(load_records(results), "global/group/t2i", baseline={"atrm_k": 4})
+    assert list(table.index) == ["16", "39", "4"]  # the failed point is left out
+    assert table.loc["16", "mean"] == 72.0 and table.loc["16", "std"] == pytest.approx(2 ** 0.5 * 2)
+    assert table.loc["39", "std"] == 0.0 and list(table["n"]) == [2, 2, 2]
+    assert list(table["delta"]) == [11.0, 4.0, 0.0]
+    with pytest.raises(KeyError, match="metric 'global/x' is not in the records"):
+        ablation_table(load_records(results), "global/x")
+    with pytest.raises(KeyError, match="baseline"):
+        ablation_table(load_records(results), baseline={"atrm_k": 7})
+
+
+def test_plot_ablation_draws_means_in_parameter_order_and_the_reference(results):
+    figure = plot_ablation(load_records(results), "global/group/t2i", x="atrm_k")
+    ax = figure.axes[0]
+    line = ax.lines[0]
+    assert list(line.get_xdata()) == ["4", "16", "39"] and list(line.get_ydata()) == [61.0, 72.0, 65.0]
+    assert any(list(other.get_ydata()) == [25.0, 25.0] for other in ax.lines[1:])  # reference row
+    assert ax.get_xlabel() == "atrm_k"
+
+
+def test_explorer_updates_on_every_control_and_exports(results, tmp_path):
+    explorer = AblationExplorer(results, export_dir=tmp_path / "exports")
+    assert explorer.x.value == "atrm_k" and list(explorer.table["mean"]) == [72.0, 65.0, 61.0]
+    explorer.metric.value = "global/t2i/R@1"
+    assert list(explorer.table["mean"]) == [36.0, 32.5, 30.5]
+    explorer.baseline.value = "39"
+    assert list(explorer.table["delta"]) == [3.5, 0.0, -2.0]
+    explorer.filters["atrm_k"].value = ("4", "39")
+    assert list(explorer.table.index) == ["39", "4"]
+    assert explorer.status.value == "4 record(s)"
+    png, csv = explorer.save()
+    assert png.read_bytes()[:4] == b"\x89PNG" and csv.read_text().splitlines()[0] == "atrm_k,mean,std,n,delta"
+    explorer.group.value = "seed"
+    assert explorer.table.index.names == ["atrm_k", "seed"]
+    with pytest.raises(ValueError, match="no successful records"):
+        AblationExplorer(tmp_path / "exports")
+
+
+def test_summary_frame_and_notebook_record_round_trip(tmp_path):
+    record = _record("x", **{"global/t2i/R@1": 30.0, "global/group/t2i": 70.0, "fine/group/t2i": 68.0})
+    frame = summary_frame(record)
+    assert list(frame.index) == ["global", "fine", "reference: base"]
+    assert frame.loc["global", "group/t2i"] == 70.0 and frame.loc["reference: base", "group/t2i"] == 25.0
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("attach_record(record)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={RECORD_MIMETYPE: record, "text/plain": "x"})]
+    notebook.cells.append(cell)
+    nbformat.write(notebook, tmp_path / "x.ipynb")
+    assert read_notebook_record(tmp_path / "x.ipynb") == record
+    notebook.cells[0].outputs = []
+    nbformat.write(notebook, tmp_path / "y.ipynb")
+    with pytest.raises(ValueError, match="carries no finelip-kit record"):
+        read_notebook_record(tmp_path / "y.ipynb")
+
+
+# ----------------------------------------------------------------------------- one point, in process
+def test_run_point_trains_evaluates_and_writes_a_complete_record(tmp_path):
+    from finelip_kit import FineLIP
+
+    params = validate_parameters(steps=2, batch_size=8, eval_size=16, atrm_k=4, results_dir=str(tmp_path),
+                                 progress=False)
+    record = run_point(params)
+    assert record["run_name"] == "atrm_k=4-batch_size=8-eval_size=16-steps=2" and record["status"] == "ok"
+    assert json.loads((tmp_path / f"{record['run_name']}.json").read_text()) == json.loads(json.dumps(record))
+    for mode in ("global", "fine", "fused"):
+        for key in ("t2i/R@1", "i2t/R@1", "t2i/R@5", "i2t/R@10", "group/t2i", "group/i2t"):
+            assert 0.0 <= record["metrics"][f"{mode}/{key}"] <= 100.0
+    assert record["reference"]["name"] == "tiny-synthetic-clip (before fine-tuning, 77 tokens)"
+    assert record["reference"]["metrics"]["global/group/t2i"] == 25.0  # 77-token truncations of a group are equal
+    assert record["test_pairs"] == 16 and [h["step"] for h in record["history"]] == [1, 2]
+    assert set(record["versions"]) >= {"python", "torch", "finelip-kit"} and record["parameters"]["atrm_k"] == 4
+    assert record["timings"]["total_s"] >= record["timings"]["train_s"] > 0
+    model = FineLIP.from_pretrained(record["model_dir"])
+    assert model.config.atrm_k == 4 and model.context_length == 248
+    assert not (tmp_path / record["run_name"] / "checkpoints").exists()
