@@ -27,8 +27,8 @@ def asset_names() -> list[str]:
 
 
 def asset_path(name: str) -> Path | None:
-    path = ASSETS / name
-    return path if (path / "config.json").is_file() else None
+    """The folder of the packaged model ``name``, or None (a path is never a packaged name)."""
+    return ASSETS / name if name in asset_names() else None
 
 
 def save_asset(model, directory: str | Path, used_rows: torch.Tensor, metrics: dict[str, Any]) -> Path:

@@ -162,6 +162,27 @@ class CLIPTextTokenizer:
         """Each id as its text piece (BPE end-of-word markers removed), for labelling plots."""
         return [self.hf.decode([int(i)]).strip() for i in ids]
 
+    def words(self, text: str, context_length: int | None = None) -> tuple[list[str], list[int]]:
+        """The words of ``text`` that fit the context (BPE pieces merged at CLIP's end-of-word
+        markers) and, for each kept token after BOS, the index of its word.
+
+        >>> get_tokenizer().words("photosynthesising xylophones")
+        (['photosynthesising', 'xylophones'], [0, 0, 0, 1, 1, 1])
+        """
+        length = context_length or self.context_length
+        ids = self.encode([text])[0][: length - 2]
+        pieces = self.hf.convert_ids_to_tokens(ids)
+        words, token_word, current = [], [], []
+        for token_id, piece in zip(ids, pieces):
+            current.append(token_id)
+            token_word.append(len(words))
+            if piece.endswith("</w>"):
+                words.append(self.hf.decode(current).strip())
+                current = []
+        if current:
+            words.append(self.hf.decode(current).strip())
+        return words, token_word
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the transformers tokenizer files with ``model_max_length`` = the context length."""
         self.hf.model_max_length = self.context_length

@@ -55,6 +55,7 @@ def test_defaults_are_the_synthetic_tiny_preset_and_map_to_model_overrides():
     ({"pe_mode": "none"}, "context_length must be <= 77, got 248"),
     ({"preset": "huge"}, "parameter preset must be one of"),
     ({"seed": None}, "parameter seed must not be None"),
+    ({"use_clim": False}, "use_clim=False leaves no fine-grained score: set loss='global'"),
 ])
 def test_bad_parameters_are_named_before_anything_runs(parameters, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -78,8 +79,8 @@ def test_points_cross_the_product_fixed_applies_everywhere_and_duplicates_merge(
     points = expand_points({"steps": 5}, [{}, {"atrm_k": 8}, {"atrm_k": 16}], {"seed": [0, 1]})
     assert list(points) == ["default", "seed=1", "atrm_k=8", "atrm_k=8-seed=1"]
     assert points["atrm_k=8-seed=1"] == {"steps": 5, "atrm_k": 8, "seed": 1}
-    assert list(expand_points({}, None, {"atrm_k": [4, 8], "use_clim": [True, False]})) == [
-        "atrm_k=4", "atrm_k=4-use_clim=False", "atrm_k=8", "atrm_k=8-use_clim=False"]
+    assert list(expand_points({}, None, {"atrm_k": [4, 8], "use_atrm": [True, False]})) == [
+        "atrm_k=4", "atrm_k=4-use_atrm=False", "atrm_k=8", "atrm_k=8-use_atrm=False"]
 
 
 def test_specs_are_validated_whole_before_any_point_runs(tmp_path):

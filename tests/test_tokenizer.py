@@ -87,3 +87,12 @@ def test_tokenizer_from_local_directory_round_trip(tokenizer, tmp_path):
     assert json.loads((tmp_path / "tokenizer_config.json").read_text())["model_max_length"] == 248
     with pytest.raises(OSError, match="could not load a tokenizer"):
         get_tokenizer(tmp_path / "missing")
+
+
+def test_words_merge_bpe_pieces_and_map_tokens_to_words(tokenizer):
+    words, token_word = tokenizer.words("photosynthesising xylophones, Café!")
+    assert words == ["photosynthesising", "xylophones", ",", "café", "!"]
+    assert token_word == [0, 0, 0, 1, 1, 1, 2, 3, 4]
+    assert len(token_word) == tokenizer.count_tokens("photosynthesising xylophones, Café!")[0] - 2
+    short_words, short_map = tokenizer.words("photosynthesising xylophones", context_length=6)
+    assert short_words == ["photosynthesising", "xy"] and short_map == [0, 0, 0, 1]  # cut inside a word

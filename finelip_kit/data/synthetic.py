@@ -179,6 +179,13 @@ class SyntheticScenes:
             "late_token": scene["late_token"],
         }
 
+    def objects(self, index: int) -> list[SceneObject]:
+        """The objects drawn in image ``index`` (row, column, shape, colour, size)."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"index {index} out of range for {self.size} {self.split} scenes")
+        group, member = divmod(index, self.config.group_size)
+        return list(self._group(group)["members"][member])
+
     def records(self, indices=None):
         """Iterate over records (all, or ``indices``)."""
         for i in range(self.size) if indices is None else indices:
