@@ -48,9 +48,16 @@ AXES = {
         "sum": {},
         "hardest": {"negatives": "sum", "train.hardest_after_epochs": 0.064},  # hardest after 60 steps
     },
+    # Levers for the full recipe: a lighter fine loss, or the fine loss ramped in (FineLIP ramps it over an epoch).
+    "lever": {
+        "global+fine": {},
+        "fine_weight 0.25": {"fine_weight": 0.25},
+        "fine ramp 150 steps": {"train.fine_ramp_epochs": 0.16},
+    },
     "k": {f"{k}": ({} if k == 16 else {"atrm_k": k}) for k in (4, 8, 16, 24, 39)},
 }
-COLUMNS = ("global/t2i/R@1", "global/i2t/R@1", "short/t2i/R@1", "global/group/t2i", "fine/group/t2i", "fused/group/t2i")
+COLUMNS = ("global/t2i/R@1", "global/i2t/R@1", "short/t2i/R@1", "global/group/t2i", "fine/group/t2i", "fused/group/t2i",
+           "val/global/group/t2i", "val/fused/group/t2i")
 
 
 def run(setting: dict, seed: int, test_pairs: int) -> dict:
@@ -85,30 +92,38 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test-pairs", type=int, default=2000)
     parser.add_argument("--out", default="docs/calibration")
+    parser.add_argument("--report-only", action="store_true", help="tabulate the records there are; run nothing")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = []
-    for name, setting in AXES[args.axis].items():
-        records = []
-        for seed in args.seeds:
+    settings = AXES[args.axis]
+    records: dict[str, list[dict]] = {name: [] for name in settings}
+    # Seed-major: every setting gets its first seed before any gets its second.
+    for seed in args.seeds:
+        for name, setting in settings.items():
             path = record_path(out, args.axis, name, setting, seed)
             if path.is_file():
-                records.append(json.loads(path.read_text()))
+                records[name].append(json.loads(path.read_text()))
+                continue
+            if args.report_only:
                 continue
             record = {"axis": args.axis, "setting": name, "overrides": setting, "seed": seed, **run(setting, seed, args.test_pairs)}
             path.write_text(json.dumps(record, indent=2))
-            records.append(record)
+            records[name].append(record)
             print(f"{name} seed {seed}: " + ", ".join(f"{c} {record[c]:.1f}" for c in COLUMNS if c in record), flush=True)
+    for name, runs in records.items():
+        if not runs:
+            continue
         cells = []
         for column in COLUMNS:
-            values = [r[column] for r in records if column in r]
+            values = [r[column] for r in runs if column in r]
             if not values:
                 cells.append("–")
                 continue
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
-        table.append((name, cells, len(records), statistics.mean(r["seconds"] for r in records)))
+        table.append((name, cells, ", ".join(str(r["seed"]) for r in runs), statistics.mean(r["seconds"] for r in runs)))
     lines = [f"| {args.axis} | " + " | ".join(COLUMNS) + " | seeds | s / run |", "|" + "---|" * (len(COLUMNS) + 3)]
     for name, cells, n, seconds in table:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {n} | {seconds:.0f} |")

@@ -151,3 +151,14 @@ def test_explorer_notebook_reads_a_grid_and_exports(tmp_path):
     text = outputs_of(notebook)
     assert "2 record(s), 2 ok; failed: []" in text
     assert "application/vnd.jupyter.widget-view+json" in json.dumps(nbformat.writes(notebook))
+
+
+def test_token_alignment_notebook_draws_figures_and_the_explorer(tmp_path):
+    notebook = execute("notebooks/04_token_alignment.ipynb", tmp_path / "out.ipynb", model=None, steps=2, batch_size=8,
+                       pointing_samples=4)
+    text = outputs_of(notebook)
+    assert "155 words, 8 x 8 patches" in text and "'accuracy'" in text and "'chance': 6.25" in text
+    for name in ("heatmap.png", "heatmap.pdf", "caption.png", "slots.pdf", "words_x_slots.pdf"):
+        assert (tmp_path / "figures/alignment" / name).stat().st_size > 1000
+    explorer = notebook.cells[-1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in explorer and "image/png" in explorer  # static renders show the figure
