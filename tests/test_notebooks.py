@@ -162,3 +162,21 @@ def test_token_alignment_notebook_draws_figures_and_the_explorer(tmp_path):
         assert (tmp_path / "figures/alignment" / name).stat().st_size > 1000
     explorer = notebook.cells[-1].outputs[0]["data"]
     assert "application/vnd.jupyter.widget-view+json" in explorer and "image/png" in explorer  # static renders show the figure
+
+
+def test_text_to_image_notebook_runs_the_tiny_pipeline_side_by_side(tmp_path):
+    from finelip_kit import FineLIP
+    from finelip_kit.pretrained import export_text_encoder
+    from finelip_kit.testing import tiny_sd_pipeline
+
+    tiny_sd_pipeline(tmp_path / "sd")
+    long_model = FineLIP.from_pretrained("tiny-synthetic-clip", **{"text.context_length": 248, "text.stretch": "kps"})
+    export_text_encoder(long_model, tmp_path / "long")
+    long_model.save_pretrained(str(tmp_path / "scorer"))
+    (tmp_path / "prompts.txt").write_text("a red square on a table , " * 16 + "and a green tower far behind .\n")
+    notebook = execute("notebooks/05_text_to_image.ipynb", tmp_path / "out.ipynb", base="sd", encoder="long",
+                       prompts_file="prompts.txt", steps=2, seeds=[0], score_model="scorer", device="cpu")
+    text = outputs_of(notebook)
+    assert "dropped at 77 tokens: '" in text and "green tower far behind" in text
+    assert "77 tokens" in text and "long" in text  # the score table's columns
+    assert (tmp_path / "figures/t2i/comparison.png").stat().st_size > 5000
