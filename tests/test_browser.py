@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,22 +84,32 @@ def test_alignment_notebook_in_jupyterlab_heatmap_changes_on_word_click(tmp_path
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     log = (tmp_path / "jupyterlab.log").open("w")
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", server)
         url = f"http://127.0.0.1:{port}/lab/tree/alignment.ipynb?token={token}"
-        driver = subprocess.run(["node", str(E2E / "alignment.mjs"), url, str(ARTIFACTS)], cwd=E2E, env=env,
-                                capture_output=True, text=True, timeout=600)
+        # Its own process group: on a timeout the driver and its browser go down together.
+        driver = subprocess.Popen(["node", str(E2E / "alignment.mjs"), url, str(ARTIFACTS)], cwd=E2E, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            driver_output, _ = driver.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver_output, _ = driver.communicate()
     finally:
-        server.terminate()
+        server.terminate()  # JupyterLab shuts its kernels down on SIGTERM
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            pass
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # whatever of the server's group is left
+        except ProcessLookupError:
+            pass
         log.close()
         shutil.copy(tmp_path / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
     result_file = ARTIFACTS / "result.json"
-    assert result_file.is_file(), f"the browser driver wrote no result: {driver.stdout}\n{driver.stderr}"
+    assert result_file.is_file(), f"the browser driver wrote no result: {driver_output}"
     result = json.loads(result_file.read_text())
     assert result["ok"], f"{result.get('error')}; screenshot: {ARTIFACTS / 'failure.png'}"
     assert result["errors"] == [], f"JavaScript errors were logged: {result['errors']}"
