@@ -121,8 +121,10 @@ def main() -> None:
             if not values:
                 cells.append("–")
                 continue
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+            if len(values) == 1:
+                cells.append(f"{values[0]:.1f}")  # one seed: no spread to report
+                continue
+            cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
         table.append((name, cells, ", ".join(str(r["seed"]) for r in runs), statistics.mean(r["seconds"] for r in runs)))
     lines = [f"| {args.axis} | " + " | ".join(COLUMNS) + " | seeds | s / run |", "|" + "---|" * (len(COLUMNS) + 3)]
     for name, cells, n, seconds in table:
