@@ -359,9 +359,6 @@ class AlignmentExplorer:
         self.caption_view.value = f"<p><b>patch ({row}, {col}) → words</b></p><p style='line-height: 1.6'>{' '.join(spans)}</p>"
 
     def figure(self):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
         return plot_word_heatmap(self.maps, self.word, self.view.value, cmap=self.cmap, alpha=self.opacity.value)
 
     def png(self) -> bytes:
