@@ -202,6 +202,53 @@ def rerank_scores(
     return results[0], results[1]
 
 
+def group_members(query_groups: torch.Tensor, pool_groups: torch.Tensor) -> torch.Tensor:
+    """``(n_queries, m)`` indices into the pool of each query's group members, ``m`` the largest
+    group; shorter rows repeat their first member (scoring a candidate twice changes nothing)."""
+    same = rearrange(query_groups, "q -> q 1") == rearrange(pool_groups, "p -> 1 p")
+    counts = same.sum(1)
+    if bool((counts == 0).any()):
+        missing = query_groups[counts == 0][0].item()
+        raise ValueError(f"group {missing} has queries but no candidates in the gallery; every group needs both sides")
+    # Members first (stable sort keeps pool order), then padded with the first member.
+    order = torch.argsort((~same).to(torch.int8), dim=1, stable=True)[:, : int(counts.max())]
+    slot = torch.arange(order.shape[1]).unsqueeze(0)
+    return torch.where(slot < counts.unsqueeze(1), order, order[:, :1])
+
+
+def within_group_scores(
+    model: FineLIP, gallery: Gallery, mode: str = "fine", fuse_weight: float = 0.2,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mode`` scores of every in-group pair only — what within-group accuracy reads — as
+    ``(for_i2t, for_t2i)`` ``(n_images, n_texts)`` matrices, ``-inf`` outside the groups.
+
+    Costs ``n · group size`` CLIM pairs instead of ``n²``: exact within-group accuracy for
+    galleries too large for the full CLIM matrix (``evaluate_retrieval(..., rerank_k=...)``)."""
+    from .clim import clim_candidate_scores
+
+    if gallery.image_groups is None:
+        raise ValueError("the gallery declares no groups; within-group scores need data with a 'group' field")
+    if mode not in ("fine", "fused"):
+        raise ValueError(f"within_group_scores applies to 'fine' or 'fused', got {mode!r}")
+    coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
+    images, texts = gallery.images, gallery.texts
+    image_mask = None if bool(images.mask.all()) else images.mask
+    text_mask = None if bool(texts.mask.all()) else texts.mask
+    results = []
+    for by, scores, queries, pool in (("image", coarse, gallery.image_groups, gallery.text_groups),
+                                      ("text", coarse.T, gallery.text_groups, gallery.image_groups)):
+        members = group_members(queries, pool)
+        fine = clim_candidate_scores(images.tokens, texts.tokens, members, by, text_mask, image_mask,
+                                     model.config.clim_slope, chunk_bytes)
+        rows = torch.arange(scores.shape[0]).unsqueeze(1).expand_as(members)
+        rescored = fine if mode == "fine" else (1 - fuse_weight) * scores[rows, members] + fuse_weight * fine
+        out = torch.full_like(scores, float("-inf"))
+        out[rows, members] = rescored
+        results.append(out if by == "image" else out.T)
+    return results[0], results[1]
+
+
 def evaluate_retrieval(
     model: FineLIP,
     data,
@@ -217,8 +264,9 @@ def evaluate_retrieval(
     """Recall@1/5/10 both ways for each scoring mode, and within-group accuracy where groups exist.
 
     ``rerank_k``: ``fine`` and ``fused`` become two-stage (global top-k, then CLIM on those) —
-    for galleries where the full CLIM matrix costs too much. ``memory_budget``: bytes the CLIM
-    scoring may use at once (chunking).
+    for galleries where the full CLIM matrix costs too much; their within-group accuracy stays
+    exact (CLIM on every in-group pair, ``within_group_scores``). ``memory_budget``: bytes the
+    CLIM scoring may use at once (chunking).
     """
     modes = tuple(modes)
     unknown = [m for m in modes if m not in MODES]
@@ -233,6 +281,11 @@ def evaluate_retrieval(
         if rerank_k and mode != "global":
             for_i2t, for_t2i = rerank_scores(model, gallery, rerank_k, mode, fuse_weight)
             values = _metrics_two_ways(for_i2t, for_t2i, gallery)
+            if gallery.image_groups is not None:  # exact: every in-group pair scored, not only the top k
+                in_i2t, in_t2i = within_group_scores(model, gallery, mode, fuse_weight, memory_budget)
+                exact = group_accuracy(in_i2t, gallery.text_image, gallery.image_groups, gallery.text_groups)
+                exact_t2i = group_accuracy(in_t2i, gallery.text_image, gallery.image_groups, gallery.text_groups)
+                values["group/i2t"], values["group/t2i"] = exact["group/i2t"], exact_t2i["group/t2i"]
             name = f"{mode}@rerank{rerank_k}"
         else:
             scores = score_gallery(model, gallery, mode, fuse_weight, memory_budget)

@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +60,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
     hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs
+    group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"
     num_workers: int = 0
@@ -135,11 +136,24 @@ def parameter_groups(model: FineLIP, lr_backbone: float, lr_new: float, weight_d
 class EpochSampler(Sampler[int]):
     """Deterministic shuffling per ``(seed, epoch)``; each global batch of ``batch_size · world``
     indices is split into one contiguous chunk per rank, so N ranks see exactly the global
-    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data."""
+    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data.
 
-    def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    ``groups`` (one id per index): shuffle whole groups instead of single indices, so a batch
+    holds complete hard-negative groups (a group straddles two batches only where the batch
+    size is not a multiple of the group size)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 groups: Sequence[int] | None = None):
         self.size, self.batch_size, self.seed, self.rank, self.world_size = size, batch_size, seed, rank, world_size
         self.epoch, self.start_batch = 0, 0
+        self.members = None
+        if groups is not None:
+            if len(groups) != size:
+                raise ValueError(f"groups has {len(groups)} ids for {size} training pairs; give one per pair")
+            members: dict[int, list[int]] = {}
+            for index, group in enumerate(groups):
+                members.setdefault(group, []).append(index)
+            self.members = list(members.values())
         if self.batches_per_epoch == 0:
             raise ValueError(
                 f"{size} training pairs are fewer than one global batch ({batch_size} x {world_size} ranks); "
@@ -155,7 +169,11 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)
+        if self.members is None:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            shuffled = torch.randperm(len(self.members), generator=generator).tolist()
+            order = torch.tensor([i for g in shuffled for i in self.members[g]])
         global_batch = self.batch_size * self.world_size
         for b in range(self.start_batch, self.batches_per_epoch):
             chunk = order[b * global_batch + self.rank * self.batch_size : b * global_batch + (self.rank + 1) * self.batch_size]
@@ -195,7 +213,8 @@ class Trainer:
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
         self.out_dir = Path(config.out_dir)
         self.dataset = SeededPairs(train_data, clip_transform(model.config.vision, train=config.augment), config.seed)
-        self.sampler = EpochSampler(len(self.dataset), config.batch_size, config.seed, self.rank, self.world_size)
+        self.sampler = EpochSampler(len(self.dataset), config.batch_size, config.seed, self.rank, self.world_size,
+                                    groups=_groups(train_data) if config.group_batches else None)
         self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)
         self.optimizer = torch.optim.AdamW(
             parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay), betas=(0.9, 0.98), eps=1e-6
@@ -563,6 +582,16 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _groups(data) -> list[int]:
+    """The hard-negative group id of every training pair, for ``group_batches``."""
+    if not callable(getattr(data, "groups", None)):
+        raise ValueError(
+            f"group_batches=True needs training data that declares its hard-negative groups (a .groups() method, "
+            f"as SyntheticScenes has); {type(data).__name__} has none: set group_batches=False"
+        )
+    return list(data.groups())
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():

@@ -14,12 +14,14 @@ from finelip_kit.evaluate import (
     evaluate_retrieval,
     evaluate_zeroshot,
     group_accuracy,
+    group_members,
     paper_table,
     published_table,
     ranks_of_truth,
     rerank_scores,
     retrieval_metrics,
     score_gallery,
+    within_group_scores,
 )
 
 
@@ -105,6 +107,30 @@ def test_rerank_with_k_equal_to_the_gallery_is_full_scoring(tiny_gallery):
     rows = torch.arange(24).unsqueeze(1).expand_as(top)
     torch.testing.assert_close(for_i2t[rows, top], fine[rows, top])
     assert (for_i2t.max(dim=1).values == for_i2t[rows, top].max(dim=1).values).all()  # candidates come first
+
+
+def test_within_group_scores_equal_full_scores_inside_groups(tiny_gallery):
+    model, data, gallery = tiny_gallery
+    same = gallery.image_groups.unsqueeze(1) == gallery.text_groups.unsqueeze(0)
+    for mode in ("fine", "fused"):
+        full = score_gallery(model, gallery, mode)
+        for_i2t, for_t2i = within_group_scores(model, gallery, mode)
+        for scores in (for_i2t, for_t2i):
+            torch.testing.assert_close(scores[same], full[same])
+            assert torch.isneginf(scores[~same]).all()
+    # Two-stage with k=1 ranks only one candidate, yet its within-group accuracy is the exact one.
+    full = evaluate_retrieval(model, data, modes=("fine", "fused"), gallery=gallery)
+    reranked = evaluate_retrieval(model, data, modes=("fine", "fused"), rerank_k=1, gallery=gallery)
+    for mode in ("fine", "fused"):
+        for key in ("group/i2t", "group/t2i"):
+            assert reranked[f"{mode}@rerank1/{key}"] == full[f"{mode}/{key}"], (mode, key)
+
+
+def test_group_members_pads_uneven_groups_and_rejects_orphans():
+    members = group_members(torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 1, 2, 0, 1]))
+    assert members.tolist() == [[1, 4, 1], [0, 2, 5], [0, 2, 5], [3, 3, 3]]
+    with pytest.raises(ValueError, match="group 7 has queries but no candidates"):
+        group_members(torch.tensor([0, 7]), torch.tensor([0, 0]))
 
 
 def test_effective_length_curve_truncates_captions(tiny_gallery):

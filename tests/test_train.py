@@ -83,6 +83,26 @@ def test_sampler_ranks_split_each_global_batch_and_resume_mid_epoch():
         EpochSampler(5, batch_size=8)
 
 
+def test_group_batches_hold_whole_groups():
+    groups = [i // 4 for i in range(40)]  # SyntheticScenes' layout: 10 groups of 4
+    sampler = EpochSampler(40, batch_size=8, seed=3, groups=groups)
+    order = list(sampler)
+    assert sorted(order) == list(range(40))
+    for b in range(5):
+        batch = order[8 * b : 8 * b + 8]
+        assert sorted({groups[i] for i in batch}) == sorted({i // 4 for i in batch}) and len({i // 4 for i in batch}) == 2
+    sampler.set_epoch(1)
+    assert list(sampler) != order and sorted(sampler) == list(range(40))
+    assert SyntheticScenes(split="train", size=12).groups() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    with pytest.raises(ValueError, match="groups has 3 ids for 40 training pairs"):
+        EpochSampler(40, batch_size=8, groups=[0, 1, 2])
+    trainer = Trainer(tiny(), scenes(16),
+                      TrainConfig(batch_size=8, group_batches=True, progress=False, out_dir="unused"))
+    assert trainer.sampler.members == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    with pytest.raises(ValueError, match="group_batches=True needs training data .* list has none"):
+        Trainer(tiny(), [{"image": None, "caption": "x"}] * 8, TrainConfig(batch_size=4, group_batches=True, progress=False))
+
+
 def test_train_config_validation_and_presets():
     with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
         TrainConfig(batch_size=1)

@@ -186,6 +186,10 @@ class SyntheticScenes:
         group, member = divmod(index, self.config.group_size)
         return list(self._group(group)["members"][member])
 
+    def groups(self) -> list[int]:
+        """The hard-negative group of every index (what ``TrainConfig(group_batches=True)`` batches by)."""
+        return [i // self.config.group_size for i in range(self.size)]
+
     def records(self, indices=None):
         """Iterate over records (all, or ``indices``)."""
         for i in range(self.size) if indices is None else indices:
