@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from finelip_kit.ablation import plain_mode_names
 from finelip_kit.data import SyntheticScenes
 from finelip_kit.evaluate import evaluate_retrieval
 from finelip_kit.pretrain import CaptionView
@@ -85,17 +86,12 @@ def run(setting: dict, seed: int, test_pairs: int) -> dict:
     # over every local token is too slow for the full 2000 x 2000 matrix: fine and fused R@k
     # become two-stage (global top RERANK_K); within-group accuracy stays exact either way.
     rerank_k = RERANK_K if not model.config.use_atrm else None
-    val = _plain(evaluate_retrieval(model, SyntheticScenes(split="val", size=test_pairs), rerank_k=rerank_k).metrics)
+    val = plain_mode_names(evaluate_retrieval(model, SyntheticScenes(split="val", size=test_pairs), rerank_k=rerank_k).metrics)
     test = SyntheticScenes(split="test", size=test_pairs)
-    long = _plain(evaluate_retrieval(model, test, rerank_k=rerank_k).metrics)
+    long = plain_mode_names(evaluate_retrieval(model, test, rerank_k=rerank_k).metrics)
     short = evaluate_retrieval(model, CaptionView(test, "alt_caption"), modes=("global",)).metrics
     return {**long, **{f"val/{k}": v for k, v in val.items()}, "rerank_k": rerank_k,
             "short/t2i/R@1": short["global/t2i/R@1"], "short/i2t/R@1": short["global/i2t/R@1"], "seconds": seconds}
-
-
-def _plain(metrics: dict[str, float]) -> dict[str, float]:
-    """``fine@rerank20/...`` -> ``fine/...``: one column per mode; the record keeps ``rerank_k``."""
-    return {("/".join([k.split("/")[0].split("@")[0], *k.split("/")[1:]])): v for k, v in metrics.items()}
 
 
 def record_path(out: Path, axis: str, name: str, setting: dict, seed: int) -> Path:

@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -64,6 +65,7 @@ class GridParameters:
     fine_weight: float = 1.0
     negatives: str = "sum"  # hardest: switch from sum to hardest negatives after `hardest_after_steps`
     hardest_after_steps: int = 60
+    group_batches: bool = False  # batches of whole hard-negative groups (synthetic data)
     score_mode: str = "global"  # the scoring mode of the summary's headline (every mode is recorded)
     steps: int | None = 300
     train_minutes: float | None = None  # train on wall time instead of steps
@@ -72,6 +74,7 @@ class GridParameters:
     lr_new: float | None = None  # ATRM / new position rows / temperature; None: the preset's
     seed: int = 0
     eval_size: int = 1000  # test pairs (synthetic); None: the whole split
+    rerank_k: int | None = None  # fine / fused R@k two-stage over the global top k (within-group stays exact)
     reference: bool = True  # also score the starting model as is (its original context)
     keep_model: bool = True  # save the fine-tuned model to <results_dir>/<run_name>/model (21 MB for tiny)
     results_dir: str = "ablations/results"
@@ -84,7 +87,8 @@ class GridParameters:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"parameter {name} must be one of {list(choices)}, got {getattr(self, name)!r}")
-        positive = ("atrm_k", "context_length", "hardest_after_steps", "batch_size", "steps", "eval_size", "atrm_k_text")
+        positive = ("atrm_k", "context_length", "hardest_after_steps", "batch_size", "steps", "eval_size", "atrm_k_text",
+                    "rerank_k")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "hardest_after_steps" else 1):
@@ -103,6 +107,9 @@ class GridParameters:
         if not self.use_clim and (self.loss != "global" or self.score_mode != "global"):
             raise ValueError(f"use_clim=False leaves no fine-grained score: set loss='global' and score_mode='global' "
                              f"too (got loss={self.loss!r}, score_mode={self.score_mode!r})")
+        if self.group_batches and self.dataset != "synthetic":
+            raise ValueError(f"parameter group_batches needs data that declares hard-negative groups (dataset "
+                             f"'synthetic'); dataset {self.dataset!r} has none: set group_batches=False")
         from .train import TRAIN_PRESETS
 
         if self.preset not in TRAIN_PRESETS:
@@ -166,7 +173,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     steps_per_epoch = max(1, len(train_data) // params.batch_size)
     train_options = {"out_dir": str(out_dir), "seed": params.seed, "batch_size": params.batch_size,
                      "steps": params.steps, "train_minutes": params.train_minutes, "progress": params.progress,
-                     "keep_last": 1}
+                     "keep_last": 1, "group_batches": params.group_batches}
     if params.negatives == "hardest" and params.hardest_after_steps > 0:
         train_options["hardest_after_epochs"] = params.hardest_after_steps / steps_per_epoch
     if params.lr is not None:
@@ -187,7 +194,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
         model.save_pretrained(str(model_dir))
 
     tick = time.perf_counter()
-    metrics = evaluate_retrieval(model, test_data, progress=params.progress).metrics
+    metrics = plain_mode_names(evaluate_retrieval(model, test_data, rerank_k=params.rerank_k, progress=params.progress).metrics)
     eval_seconds = time.perf_counter() - tick
     reference = None
     if params.reference:
@@ -213,6 +220,12 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     }
     write_record(record, params.results_dir)
     return record
+
+
+def plain_mode_names(metrics: dict[str, float]) -> dict[str, float]:
+    """``fine@rerank20/t2i/R@1`` -> ``fine/t2i/R@1``: one key per mode across points, whether a
+    point scored two-stage or not (its ``rerank_k`` parameter says which)."""
+    return {re.sub(r"^([a-z]+)@rerank\d+/", r"\1/", key): value for key, value in metrics.items()}
 
 
 def provenance() -> dict[str, Any]:

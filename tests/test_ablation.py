@@ -17,6 +17,7 @@ from finelip_kit.ablation import (  # noqa: E402
     load_records,
     load_spec,
     plot_ablation,
+    plain_mode_names,
     point_name,
     read_notebook_record,
     run_point,
@@ -56,6 +57,8 @@ def test_defaults_are_the_synthetic_tiny_preset_and_map_to_model_overrides():
     ({"preset": "huge"}, "parameter preset must be one of"),
     ({"seed": None}, "parameter seed must not be None"),
     ({"use_clim": False}, "use_clim=False leaves no fine-grained score: set loss='global'"),
+    ({"rerank_k": 0}, "parameter rerank_k must be >= 1, got 0"),
+    ({"group_batches": True, "dataset": "urban1k"}, "parameter group_batches needs data that declares hard-negative groups"),
 ])
 def test_bad_parameters_are_named_before_anything_runs(parameters, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -224,3 +227,20 @@ def test_run_point_trains_evaluates_and_writes_a_complete_record(tmp_path):
     model = FineLIP.from_pretrained(record["model_dir"])
     assert model.config.atrm_k == 4 and model.context_length == 248
     assert not (tmp_path / record["run_name"] / "checkpoints").exists()
+
+
+def test_two_stage_points_keep_plain_mode_names_and_exact_group_accuracy(tmp_path):
+    from finelip_kit import FineLIP
+    from finelip_kit.data import SyntheticScenes
+    from finelip_kit.evaluate import evaluate_retrieval
+
+    assert plain_mode_names({"fine@rerank20/t2i/R@1": 1.0, "global/group/t2i": 2.0}) == {"fine/t2i/R@1": 1.0, "global/group/t2i": 2.0}
+    params = validate_parameters(steps=2, batch_size=8, eval_size=16, atrm_k=4, rerank_k=2, group_batches=True,
+                                 reference=False, results_dir=str(tmp_path), progress=False)
+    record = run_point(params)
+    assert record["parameters"]["rerank_k"] == 2 and record["parameters"]["group_batches"] is True
+    assert not any("@rerank" in key for key in record["metrics"]) and "fine/t2i/R@1" in record["metrics"]
+    full = evaluate_retrieval(FineLIP.from_pretrained(record["model_dir"]), SyntheticScenes(split="test", size=16)).metrics
+    for mode in ("fine", "fused"):
+        assert record["metrics"][f"{mode}/group/t2i"] == full[f"{mode}/group/t2i"]
+        assert record["metrics"][f"{mode}/group/i2t"] == full[f"{mode}/group/i2t"]
