@@ -180,26 +180,35 @@ def rerank_scores(
     query's ``k`` candidates carry their re-ranked score and every other entry its global score
     minus a large offset, so candidates come first and the rest keep their global order.
     """
-    from .clim import clim_candidate_scores
-
     if mode not in ("fine", "fused"):
         raise ValueError(f"re-ranking applies to 'fine' or 'fused', got {mode!r}")
     coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
-    images, texts = gallery.images, gallery.texts
-    image_mask = None if bool(images.mask.all()) else images.mask
-    text_mask = None if bool(texts.mask.all()) else texts.mask
     offset = 1e4
     results = []
     for by, scores in (("image", coarse), ("text", coarse.T)):  # rows are the queries
         top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-        fine = clim_candidate_scores(images.tokens, texts.tokens, top, by, text_mask, image_mask,
-                                     model.config.clim_slope, chunk_bytes)
-        rows = torch.arange(scores.shape[0]).unsqueeze(1).expand_as(top)
-        rescored = fine if mode == "fine" else (1 - fuse_weight) * scores[rows, top] + fuse_weight * fine
         out = scores - offset
-        out[rows, top] = rescored
+        out[_rows(top), top] = _candidate_scores(model, gallery, by, scores, top, mode, fuse_weight, chunk_bytes)
         results.append(out if by == "image" else out.T)
     return results[0], results[1]
+
+
+def _rows(candidates: torch.Tensor) -> torch.Tensor:
+    return torch.arange(candidates.shape[0]).unsqueeze(1).expand_as(candidates)
+
+
+def _candidate_scores(model: FineLIP, gallery: Gallery, by: str, coarse: torch.Tensor, candidates: torch.Tensor,
+                      mode: str, fuse_weight: float, chunk_bytes: int) -> torch.Tensor:
+    """``(n_queries, k)`` ``fine`` or ``fused`` scores of each query's candidates; ``coarse`` holds
+    the global scores with the queries as rows."""
+    from .clim import clim_candidate_scores
+
+    images, texts = gallery.images, gallery.texts
+    image_mask = None if bool(images.mask.all()) else images.mask
+    text_mask = None if bool(texts.mask.all()) else texts.mask
+    fine = clim_candidate_scores(images.tokens, texts.tokens, candidates, by, text_mask, image_mask,
+                                 model.config.clim_slope, chunk_bytes)
+    return fine if mode == "fine" else (1 - fuse_weight) * coarse[_rows(candidates), candidates] + fuse_weight * fine
 
 
 def group_members(query_groups: torch.Tensor, pool_groups: torch.Tensor) -> torch.Tensor:
@@ -225,26 +234,17 @@ def within_group_scores(
 
     Costs ``n · group size`` CLIM pairs instead of ``n²``: exact within-group accuracy for
     galleries too large for the full CLIM matrix (``evaluate_retrieval(..., rerank_k=...)``)."""
-    from .clim import clim_candidate_scores
-
     if gallery.image_groups is None:
         raise ValueError("the gallery declares no groups; within-group scores need data with a 'group' field")
     if mode not in ("fine", "fused"):
         raise ValueError(f"within_group_scores applies to 'fine' or 'fused', got {mode!r}")
     coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
-    images, texts = gallery.images, gallery.texts
-    image_mask = None if bool(images.mask.all()) else images.mask
-    text_mask = None if bool(texts.mask.all()) else texts.mask
     results = []
     for by, scores, queries, pool in (("image", coarse, gallery.image_groups, gallery.text_groups),
                                       ("text", coarse.T, gallery.text_groups, gallery.image_groups)):
         members = group_members(queries, pool)
-        fine = clim_candidate_scores(images.tokens, texts.tokens, members, by, text_mask, image_mask,
-                                     model.config.clim_slope, chunk_bytes)
-        rows = torch.arange(scores.shape[0]).unsqueeze(1).expand_as(members)
-        rescored = fine if mode == "fine" else (1 - fuse_weight) * scores[rows, members] + fuse_weight * fine
         out = torch.full_like(scores, float("-inf"))
-        out[rows, members] = rescored
+        out[_rows(members), members] = _candidate_scores(model, gallery, by, scores, members, mode, fuse_weight, chunk_bytes)
         results.append(out if by == "image" else out.T)
     return results[0], results[1]
 
