@@ -90,7 +90,8 @@ def test_group_batches_hold_whole_groups():
     assert sorted(order) == list(range(40))
     for b in range(5):
         batch = order[8 * b : 8 * b + 8]
-        assert sorted({groups[i] for i in batch}) == sorted({i // 4 for i in batch}) and len({i // 4 for i in batch}) == 2
+        whole = sorted(m for g in {groups[i] for i in batch} for m in range(4 * g, 4 * g + 4))
+        assert sorted(batch) == whole and len(whole) == 8  # two complete groups, nothing else
     sampler.set_epoch(1)
     assert list(sampler) != order and sorted(sampler) == list(range(40))
     assert SyntheticScenes(split="train", size=12).groups() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
