@@ -20,9 +20,11 @@ A spec (YAML)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -35,6 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .paths import check_name, name_from, owned_run_folder
 
 RECORD_MIMETYPE = "application/vnd.finelip-kit.record+json"
 RECORD_VERSION = 1
@@ -95,8 +99,10 @@ class GridParameters:
                 raise ValueError(f"parameter {name} must be >= {0 if name == 'hardest_after_steps' else 1}, got {value}")
         for name in ("fine_weight", "lr", "lr_new", "train_minutes"):
             value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"parameter {name} must be >= 0, got {value}")
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"parameter {name} must be >= 0, got {value} (a finite number)")
+        if self.run_name is not None:
+            check_name(self.run_name, "parameter run_name")
         if self.batch_size < 2:
             raise ValueError(f"parameter batch_size must be >= 2 (contrastive losses need negatives), got {self.batch_size}")
         if self.steps is None and self.train_minutes is None:
@@ -143,11 +149,12 @@ def validate_parameters(**parameters: Any) -> GridParameters:
 
 def point_name(parameters: dict[str, Any], base: dict[str, Any] | None = None) -> str:
     """A file-safe name from the parameters that differ from ``base`` (default: the defaults);
-    ``default`` if none do."""
+    ``default`` if none do. Unsafe characters (in paths) become ``_`` and an over-long name is
+    shortened with a hash (``paths.name_from``); ``expand_points`` refuses a spec whose points clash."""
     base = {**GridParameters().measured(), **(base or {})}
     parts = [f"{k}={_short(v)}" for k, v in sorted(parameters.items())
              if k not in BOOKKEEPING and base.get(k, object()) != v]
-    return "-".join(parts) or "default"
+    return name_from("-".join(parts)) if parts else "default"
 
 
 # ----------------------------------------------------------------------------- one point
@@ -161,7 +168,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
 
     started = time.perf_counter()
     preset = TRAIN_PRESETS[params.preset]
-    out_dir = Path(params.results_dir) / params.name
+    out_dir = owned_run_folder(Path(params.results_dir) / check_name(params.name))
     if params.dataset == "synthetic":
         train_data = SyntheticScenes(split="train")
         test_data = SyntheticScenes(split="test", size=params.eval_size)
@@ -187,7 +194,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     tick = time.perf_counter()
     history = Trainer(model, train_data, config, on_log=on_log).fit()
     train_seconds = time.perf_counter() - tick
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # resumable state is not needed once finished
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # in the run's own folder: not needed once finished
     model_dir = None
     if params.keep_model:
         model_dir = out_dir / "model"
@@ -248,13 +255,35 @@ def provenance() -> dict[str, Any]:
 
 
 def write_record(record: dict[str, Any], results_dir: str | Path) -> Path:
-    """Write ``<results_dir>/<run_name>.json`` atomically."""
-    path = Path(results_dir) / f"{record['run_name']}.json"
+    """Write ``<results_dir>/<run_name>.json`` atomically, as strict JSON.
+
+    Non-finite numbers have no JSON form: in a ``history`` they become ``null`` (a skipped
+    step's loss); anywhere else they are an error, since a record never reports one as a result."""
+    import tempfile
+
+    path = Path(results_dir) / f"{check_name(record['run_name'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(temporary, path)
+    record = {**record, "history": _finite_or_none(record["history"])} if "history" in record else record
+    text = json.dumps(record, indent=2, default=str, allow_nan=False)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def attach_record(record: dict[str, Any]) -> None:
@@ -307,13 +336,16 @@ def load_spec(path: str | Path, runs_dir: str | Path | None = None) -> GridSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid spec {path} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"grid spec {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid spec {path} must be a mapping with keys fixed / points / product, got {type(spec).__name__}")
     unknown = sorted(set(spec) - {"name", "fixed", "points", "product", "notebook", "description"})
     if unknown:
         raise ValueError(f"grid spec {path}: unknown key(s) {unknown}; use name, description, fixed, points, product, notebook")
-    name = str(spec.get("name") or path.stem)
+    name = check_name(str(spec.get("name") or path.stem), f"grid spec {path}: grid name")
     points = expand_points(spec.get("fixed") or {}, spec.get("points"), spec.get("product") or {}, source=str(path))
     notebook = path.parent / spec["notebook"] if spec.get("notebook") else path.parent.parent / "grid.ipynb"
     runs = Path(runs_dir) if runs_dir else path.parent.parent / "runs"
@@ -341,7 +373,11 @@ def expand_points(fixed: dict, points: list | None, product: dict, source: str =
                 validate_parameters(**parameters)
             except (ValueError, TypeError) as error:
                 raise ValueError(f"{source}: point {parameters}: {error}") from None
-            expanded.setdefault(point_name(parameters, base=fixed), parameters)
+            name = point_name(parameters, base=fixed)
+            if name in expanded and validate_parameters(**expanded[name]) != validate_parameters(**parameters):
+                raise ValueError(f"{source}: two different points share the name {name!r}: {expanded[name]} and "
+                                 f"{parameters}; the names replace path separators, spaces and other unsafe characters with '_': rename a file or give the points run-distinct values")
+            expanded.setdefault(name, parameters)
     return expanded
 
 
@@ -350,10 +386,13 @@ class GridOutcome:
     ran: list[str]
     skipped: list[str]
     failed: dict[str, str]  # point → error
+    busy: list[str] = dataclasses.field(default_factory=list)  # in progress in another runner: left to it
+    not_started: list[str] = dataclasses.field(default_factory=list)  # stopped by Ctrl-C before they began
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.interrupted
 
 
 def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name: str | None = None,
@@ -361,7 +400,11 @@ def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name:
     """Execute every point of ``spec`` with papermill into ``<runs_dir>/<point>.ipynb``.
 
     A point whose record says ``ok`` is skipped unless ``force``; a point that raises gets a
-    ``failed`` record (error and notebook path) and the others go on.
+    ``failed`` record (error and notebook path) and the others go on. Each point runs under
+    a lock (``<point>.lock``), so two runners on one folder share the work instead of
+    overwriting each other: a point locked by another runner is left to it (``busy``).
+    Ctrl-C stops launching points; the running ones end (a terminal's Ctrl-C interrupts their
+    kernels too, and they are recorded as failed) and ``interrupted`` is set; a rerun resumes.
     """
     from tqdm.auto import tqdm
 
@@ -379,48 +422,97 @@ def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name:
     bar = tqdm(total=len(todo), desc=f"grid {spec.name}", unit="point", disable=not progress)
     if skipped and progress:
         bar.write(f"skipping {len(skipped)} point(s) with a successful record (--force re-runs them)")
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(_execute_point, spec, name, parameters, kernel_name): name for name, parameters in todo}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures = {pool.submit(_execute_point, spec, name, parameters, kernel_name, force): name for name, parameters in todo}
+    pending = set(futures)
+    try:
         for future in as_completed(futures):
-            name = futures[future]
-            error = future.result()
-            if error is None:
-                outcome.ran.append(name)
-            else:
-                outcome.failed[name] = error
-                bar.write(f"point {name} failed: {error.splitlines()[-1] if error else error}")
-            bar.set_postfix(failed=len(outcome.failed))
-            bar.update(1)
-    bar.close()
+            pending.discard(future)
+            _collect(outcome, futures[future], future.result(), bar)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        cancelled = [futures[f] for f in pending if f.cancel()]
+        outcome.not_started = sorted(cancelled)
+        bar.write(f"Ctrl-C: stopping; {len(cancelled)} point(s) not started, waiting for "
+                  f"{len(pending) - len(cancelled)} running point(s) to end (Ctrl-C again to leave them)")
+        for future in as_completed([f for f in pending if not f.cancelled()]):
+            _collect(outcome, futures[future], future.result(), bar)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
     return outcome
 
 
-def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str | None) -> str | None:
-    """Run one point's notebook; on failure write a ``failed`` record and return the error text."""
+def _collect(outcome: GridOutcome, name: str, result: str | None, bar) -> None:
+    if result is None:
+        outcome.ran.append(name)
+    elif result is BUSY:
+        outcome.busy.append(name)
+        bar.write(f"point {name} is running in another grid runner; left to it")
+    else:
+        outcome.failed[name] = result
+        bar.write(f"point {name} failed: {result.splitlines()[-1] if result else result}")
+    bar.set_postfix(failed=len(outcome.failed))
+    bar.update(1)
+
+
+BUSY = "busy"  # _execute_point's answer for a point another runner holds
+
+
+def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str | None, force: bool = False) -> str | None:
+    """Run one point's notebook under its lock; on failure write a ``failed`` record and return
+    the error text; ``BUSY`` when another runner holds the point."""
     import papermill
 
-    output = spec.runs_dir / f"{name}.ipynb"
-    injected = {**parameters, "results_dir": str(spec.runs_dir.resolve()), "run_name": name, "progress": False}
-    started = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(spec.notebook), str(output), parameters=injected, kernel_name=kernel_name,
-                                   progress_bar=False, cwd=os.getcwd())
-        if _status(spec.runs_dir / f"{name}.json") != "ok":
-            raise RuntimeError(f"the notebook finished but wrote no successful record {name}.json")
-        return None
-    except Exception as error:  # noqa: BLE001 - any failure of a point is recorded, the grid goes on
-        message = _error_text(error)
-        write_record({"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
-                      "parameters": {**GridParameters().measured(), **parameters}, "error": message,
-                      "notebook": str(output), "timings": {"total_s": time.perf_counter() - started},
-                      **provenance()}, spec.runs_dir)
-        return message
+    with point_lock(spec.runs_dir / f"{name}.lock") as held:
+        if not held:
+            return BUSY
+        if not force and _status(spec.runs_dir / f"{name}.json") == "ok":
+            return None  # another runner finished it while this one waited in the queue
+        output = spec.runs_dir / f"{name}.ipynb"
+        injected = {**parameters, "results_dir": str(spec.runs_dir.resolve()), "run_name": name, "progress": False}
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(spec.notebook), str(output), parameters=injected, kernel_name=kernel_name,
+                                       progress_bar=False, cwd=os.getcwd())
+            if _status(spec.runs_dir / f"{name}.json") != "ok":
+                raise RuntimeError(f"the notebook finished but wrote no successful record {name}.json")
+            return None
+        except BaseException as error:  # noqa: BLE001 - any failure of a point is recorded, the grid goes on
+            message = _error_text(error)
+            write_record({"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
+                          "parameters": {**GridParameters().measured(), **parameters}, "error": message,
+                          "notebook": str(output), "timings": {"total_s": time.perf_counter() - started},
+                          **provenance()}, spec.runs_dir)
+            if not isinstance(error, Exception):
+                raise
+            return message
+
+
+@contextlib.contextmanager
+def point_lock(path: Path):
+    """An exclusive, non-blocking lock on ``path`` (``flock``): yields True when held. The
+    lock dies with its process, so a killed runner never leaves a point locked."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _error_text(error: Exception) -> str:
     name, value = getattr(error, "ename", None), getattr(error, "evalue", None)
     if name:  # papermill's PapermillExecutionError carries the notebook's exception
         return f"{name}: {value}"
+    if isinstance(error, KeyboardInterrupt):
+        return "KeyboardInterrupt: the grid runner was interrupted (Ctrl-C) while this point ran; rerun the grid"
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
@@ -541,7 +633,7 @@ def _sort_key(value: str):
 def _short(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).replace("/", "_").replace(" ", "")
+    return str(value)
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def evaluate(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, progress=True)
     print(result.table.to_string())
     name = args.data if args.data == "synthetic" else args.data.rsplit("/", 1)[-1]
-    print(paper_table({name: result}, mode=args.modes[0]).to_string())
+    print(paper_table({name: result}, mode=(args.modes or ["global"])[0]).to_string())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "split": args.split,
@@ -145,15 +146,20 @@ def grid(args: argparse.Namespace) -> int:
             print(f"  {name}: {parameters}")
         return 0
     outcome = run_grid(spec, workers=args.workers, force=args.force, kernel_name=args.kernel)
-    print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} (already recorded), failed {len(outcome.failed)}")
+    print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} (already recorded), failed {len(outcome.failed)}"
+          + (f", left to another runner {len(outcome.busy)}" if outcome.busy else "")
+          + (f", not started {len(outcome.not_started)} (interrupted; rerun to resume)" if outcome.interrupted else ""))
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error.splitlines()[-1] if error else ''}\n    notebook: {spec.runs_dir / (name + '.ipynb')}")
+    if outcome.interrupted:
+        return 130
     return 0 if outcome.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
+    from .evaluate import MODES
     from .pretrain import PRETRAIN
 
     from .train import TRAIN_PRESETS, TrainConfig
@@ -193,11 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--data", required=True, help="synthetic, a known dataset name (with --data-root) or a path")
     evaluator.add_argument("--data-root", help="where a known dataset lies")
     evaluator.add_argument("--split", default="test")
-    evaluator.add_argument("--size", type=int, default=2000, help="synthetic test pairs")
-    evaluator.add_argument("--modes", nargs="+", default=["global", "fine", "fused"], choices=["global", "fine", "fused"])
-    evaluator.add_argument("--fuse-weight", type=float, default=0.2)
-    evaluator.add_argument("--rerank-k", type=int, help="two-stage scoring: global top-k, then CLIM")
-    evaluator.add_argument("--batch-size", type=int, default=64)
+    evaluator.add_argument("--size", type=number_in(1, None, int), default=2000, help="synthetic test pairs")
+    evaluator.add_argument("--modes", nargs="+", choices=MODES,
+                           help="default: every mode the model has (fine and fused need CLIM)")
+    evaluator.add_argument("--fuse-weight", type=number_in(0.0, 1.0), default=0.2, help="in [0, 1]")
+    evaluator.add_argument("--rerank-k", type=number_in(1, None, int), help="two-stage scoring: global top-k, then CLIM (k >= 1)")
+    evaluator.add_argument("--batch-size", type=number_in(1, None, int), default=64)
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     evaluator.add_argument("--out", help="results.json")
     evaluator.set_defaults(run=evaluate)
@@ -216,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     gridder = commands.add_parser("grid", help="run an ablation grid: each point executes ablations/grid.ipynb with papermill",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     gridder.add_argument("spec", help="grid spec (YAML): fixed parameters, points, product")
-    gridder.add_argument("--workers", type=int, default=1, help="points run at once")
+    gridder.add_argument("--workers", type=number_in(1, None, int), default=1, help="points run at once")
     gridder.add_argument("--force", action="store_true", help="re-run points that already have a successful record")
     gridder.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, python3)")
     gridder.add_argument("--runs-dir", help="default: ablations/runs next to the spec's folder; points go to <runs-dir>/<grid>/")
@@ -225,9 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def number_in(low: float, high: float | None, kind: type = float):
+    """An argparse type: a ``kind`` number in ``[low, high]`` (no upper bound when None)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
+        # Bad input (a setting, a path, a file): the message says what and what to do; no traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"finelip {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

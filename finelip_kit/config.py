@@ -41,8 +41,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 def _check_number(name: str, value: Any, low: float, high: float = math.inf) -> None:
     _require(
-        isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
-        f"{name} must be a number in [{low}, {high}], got {value!r}",
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high,
+        f"{name} must be a finite number in [{low}, {high}], got {value!r}",
     )
 
 
@@ -189,6 +189,13 @@ class FineLIPConfig:
         _check_int("pcm_components", self.pcm_components, 1)
         _check_number("logit_scale_init", self.logit_scale_init, -math.inf)
         _check_number("logit_scale_max", self.logit_scale_max, self.logit_scale_init)
+        if self.use_atrm:
+            patches, context = self.vision.num_patches, self.text.context_length
+            _require(self.atrm_k <= patches, f"atrm_k must be <= the image's {patches} patch tokens "
+                     f"({self.vision.image_size}px / patch {self.vision.patch_size}), got {self.atrm_k}: ATRM refines "
+                     f"the patch tokens into K slots")
+            _require(self.text_k <= context, f"the text's ATRM K (atrm_k_text, else atrm_k) must be <= "
+                     f"text.context_length {context}, got {self.text_k}")
         uses_fine = self.loss != "global" or self.score_mode != "global"
         _require(
             self.use_clim or not uses_fine,

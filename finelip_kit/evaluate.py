@@ -166,8 +166,9 @@ def score_gallery(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "global":
-        return global_similarity(gallery.images.global_, gallery.texts.global_)
-    return model.similarity(gallery.images, gallery.texts, mode=mode, fuse_weight=fuse_weight, chunk_bytes=chunk_bytes)
+        return check_finite(global_similarity(gallery.images.global_, gallery.texts.global_), mode)
+    return check_finite(model.similarity(gallery.images, gallery.texts, mode=mode, fuse_weight=fuse_weight,
+                                         chunk_bytes=chunk_bytes), mode)
 
 
 def rerank_scores(
@@ -182,7 +183,7 @@ def rerank_scores(
     """
     if mode not in ("fine", "fused"):
         raise ValueError(f"re-ranking applies to 'fine' or 'fused', got {mode!r}")
-    coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
+    coarse = check_finite(global_similarity(gallery.images.global_, gallery.texts.global_), "global")
     offset = 1e4
     results = []
     for by, scores in (("image", coarse), ("text", coarse.T)):  # rows are the queries
@@ -206,8 +207,8 @@ def _candidate_scores(model: FineLIP, gallery: Gallery, by: str, coarse: torch.T
     images, texts = gallery.images, gallery.texts
     image_mask = None if bool(images.mask.all()) else images.mask
     text_mask = None if bool(texts.mask.all()) else texts.mask
-    fine = clim_candidate_scores(images.tokens, texts.tokens, candidates, by, text_mask, image_mask,
-                                 model.config.clim_slope, chunk_bytes)
+    fine = check_finite(clim_candidate_scores(images.tokens, texts.tokens, candidates, by, text_mask, image_mask,
+                                              model.config.clim_slope, chunk_bytes), "fine")
     return fine if mode == "fine" else (1 - fuse_weight) * coarse[_rows(candidates), candidates] + fuse_weight * fine
 
 
@@ -238,7 +239,7 @@ def within_group_scores(
         raise ValueError("the gallery declares no groups; within-group scores need data with a 'group' field")
     if mode not in ("fine", "fused"):
         raise ValueError(f"within_group_scores applies to 'fine' or 'fused', got {mode!r}")
-    coarse = global_similarity(gallery.images.global_, gallery.texts.global_)
+    coarse = check_finite(global_similarity(gallery.images.global_, gallery.texts.global_), "global")
     results = []
     for by, scores, queries, pool in (("image", coarse, gallery.image_groups, gallery.text_groups),
                                       ("text", coarse.T, gallery.text_groups, gallery.image_groups)):
@@ -252,8 +253,8 @@ def within_group_scores(
 def evaluate_retrieval(
     model: FineLIP,
     data,
-    modes: Iterable[str] = MODES,
-    fuse_weight: float = 0.2,
+    modes: Iterable[str] | None = None,
+    fuse_weight: float | None = None,
     rerank_k: int | None = None,
     batch_size: int = 64,
     memory_budget: int = DEFAULT_CHUNK_BYTES,
@@ -268,12 +269,21 @@ def evaluate_retrieval(
     exact (CLIM on every in-group pair, ``within_group_scores``). ``memory_budget``: bytes the
     CLIM scoring may use at once (chunking).
     """
-    modes = tuple(modes)
+    modes = model_modes(model) if modes is None else tuple(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"modes must be among {MODES}, got {unknown}")
-    if not model.config.use_clim:
-        modes = tuple(m for m in modes if m == "global") or ("global",)
+    missing = [m for m in modes if m not in model_modes(model)]
+    if missing:
+        raise ValueError(f"scoring modes {missing} need CLIM, which this model does not have (use_clim=False); "
+                         f"evaluate it with modes=['global'] (--modes global)")
+    if rerank_k is not None and (isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1):
+        raise ValueError(f"rerank_k must be an integer >= 1 (or None for full scoring), got {rerank_k!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    fuse_weight = model.config.fuse_weight if fuse_weight is None else fuse_weight
+    if not 0.0 <= fuse_weight <= 1.0:
+        raise ValueError(f"fuse_weight must be in [0, 1], got {fuse_weight}")
     gallery = gallery or encode_gallery(model, data, batch_size=batch_size, device=device, progress=progress)
     metrics: dict[str, float] = {}
     rows = []
@@ -304,6 +314,23 @@ def evaluate_retrieval(
     except ImportError:
         table = rows
     return RetrievalResult(metrics, table)
+
+
+def model_modes(model: FineLIP) -> tuple[str, ...]:
+    """The scoring modes ``model`` can compute: ``fine`` and ``fused`` need CLIM."""
+    return MODES if model.config.use_clim else ("global",)
+
+
+def check_finite(scores: torch.Tensor, mode: str) -> torch.Tensor:
+    """``scores`` unchanged, or a FloatingPointError naming the mode and how many were not finite
+    (a NaN compares false with everything and would rank first: a perfect, false recall)."""
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise FloatingPointError(
+            f"{bad} of {scores.numel()} {mode} scores are not finite (NaN or inf): the model's features are broken "
+            f"(diverged training or corrupt weights); no recall is reported from them"
+        )
+    return scores
 
 
 def _metrics_two_ways(for_i2t: torch.Tensor, for_t2i: torch.Tensor, gallery: Gallery) -> dict[str, float]:

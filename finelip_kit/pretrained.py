@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 from .config import FineLIPConfig
 from .model import FineLIP
 from .tokenizer import get_tokenizer
+from .torchscript import UnsafeArchiveError, is_torchscript, read_torchscript_state_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,9 +43,11 @@ _NEW_MODULES = ("image_atrm.", "text_atrm.")
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, read without running any code from it.
 
-    ``.safetensors``; a TorchScript archive (OpenAI's releases: only its state dict is
-    read); or a ``torch.save`` file, loaded with ``weights_only=True`` so that a pickle
-    carrying arbitrary objects is refused. A ``{"state_dict": ...}`` wrapper is unwrapped.
+    ``.safetensors``; a TorchScript archive (OpenAI's releases: its tensors are read by
+    ``torchscript.read_torchscript_state_dict``, which never runs the archive's code); or a
+    ``torch.save`` file, loaded with ``weights_only=True`` so that a pickle carrying arbitrary
+    objects is refused. A ``{"state_dict": ...}`` wrapper is unwrapped. (Loading into a
+    model then refuses integer or boolean tensors where the model has floating-point ones.)
     """
     path = Path(path)
     if not path.is_file():
@@ -55,18 +57,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        if _is_torchscript(path):
-            with warnings.catch_warnings():  # TorchScript is deprecated, but OpenAI's releases use it
-                warnings.simplefilter("ignore", FutureWarning)
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        if is_torchscript(path):
+            return read_torchscript_state_dict(path)
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except UnsafeArchiveError as error:
+        raise ValueError(
+            f"refused to load TorchScript archive {str(path)!r}: {error}. The kit reads only the tensors of plain "
+            f"module archives (as OpenAI's releases are); re-save a trusted model's state_dict() as safetensors"
+        ) from error
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"refused to load {str(path)!r}: it holds Python objects other than tensors, which could run "
             f"code when unpickled. Load it yourself only if you trust it, and save its state_dict() "
             f"(torch.save(model.state_dict(), ...) or safetensors). Detail: {str(error).splitlines()[0]}"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(
             f"could not read checkpoint {str(path)!r} ({type(error).__name__}: {str(error).splitlines()[0]}); "
             f"the file may be truncated or not a PyTorch / safetensors checkpoint"
@@ -78,11 +83,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
 # ----------------------------------------------------------------------------- the one mapping
@@ -389,17 +389,22 @@ def load_converted(
     model.text.set_position_table(table.to(model.text.position_table.dtype))
     model.text.stretch_positions(text_config)
     expected = {k: v for k, v in model.state_dict().items() if k not in _POSITION_KEYS}
-    _check_weights(expected, weights, source, optional=_NEW_MODULES + optional)
+    check_weights(expected, weights, source, optional=_NEW_MODULES + optional)
     model.load_state_dict(weights, strict=False)
     return model
 
 
-def _check_weights(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], source: str, optional=()) -> None:
+def check_weights(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], source: str, optional=()) -> None:
     missing = sorted(k for k in expected if k not in given and not k.startswith(optional))
     extra = sorted(k for k in given if k not in expected)
     shapes = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
               for k in sorted(given) if k in expected and given[k].shape != expected[k].shape]
+    dtypes = [f"{k}: checkpoint {given[k].dtype} vs model {expected[k].dtype}" for k in sorted(given)
+              if k in expected and expected[k].is_floating_point() and not given[k].is_floating_point()]
     problems = []
+    if dtypes:
+        problems.append("non-floating-point weights (a corrupt or foreign file?): " + "; ".join(dtypes[:8])
+                        + (f" ... ({len(dtypes)})" if len(dtypes) > 8 else ""))
     if missing:
         problems.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''} ({len(missing)})")
     if extra:
@@ -550,7 +555,7 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
     weights = load_asset_weights(directory) if packaged else read_state_dict(weights_path)
     if not overrides:
         model = FineLIP(config)
-        _check_weights(model.state_dict(), weights, str(weights_path))
+        check_weights(model.state_dict(), weights, str(weights_path))
         model.load_state_dict(weights, strict=True)
         return model
     table = torch.cat([weights.pop(k) for k in _POSITION_KEYS if k in weights])
@@ -659,7 +664,7 @@ def _hf_text_config(model: FineLIP):
 def _load_modules(model: FineLIP, path: Path) -> None:
     weights = read_state_dict(path)
     expected = {k: v for k, v in model.state_dict().items() if k.startswith(_NEW_MODULES)}
-    _check_weights(expected, weights, str(path))
+    check_weights(expected, weights, str(path))
     model.load_state_dict(weights, strict=False)
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -37,6 +38,11 @@ from .tokenizer import get_tokenizer
 from .towers import Features
 
 CHECKPOINTS = "checkpoints"
+# Settings that say where output goes or how often to report: they may differ on resume.
+RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
+                  "save_every", "keep_last", "num_workers", "device")
+# Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
+RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 STATE_FILE = "trainer_state.pt"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -68,15 +74,22 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     eval_every: int | None = None  # steps; evaluation also runs at the end when eval data is given
-    eval_modes: tuple[str, ...] = ("global", "fine", "fused")
+    eval_modes: tuple[str, ...] | None = None  # None: every mode the model has (fine, fused need CLIM)
     save_every: int | None = None  # steps; a final checkpoint is always written
     keep_last: int = 2
     resume: str | None = None  # "latest" or a checkpoint directory
+    resume_changes: tuple[str, ...] = ()  # settings allowed to differ from the checkpoint's (RESUME_CHANGEABLE)
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.eval_modes = tuple(self.eval_modes)
+        self.eval_modes = None if self.eval_modes is None else tuple(self.eval_modes)
+        self.resume_changes = tuple(self.resume_changes)
+        _check_numbers(self)
+        not_changeable = sorted(set(self.resume_changes) - set(RESUME_CHANGEABLE))
+        if not_changeable:
+            raise ValueError(f"resume_changes may name only {sorted(RESUME_CHANGEABLE)} (settings that do not change "
+                             f"what the data position or the optimiser state mean); got {not_changeable}")
         checks = [
             (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be an integer >= 1 or None, got {self.steps!r}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
@@ -241,6 +254,7 @@ class Trainer:
         cfg = self.config
         if cfg.resume:
             self.load_checkpoint(cfg.resume)
+        self.steps_run, self.nonfinite_before = 0, self.nonfinite_total
         if self.step == 0:
             random.seed(cfg.seed)
             np.random.seed(cfg.seed)
@@ -265,6 +279,7 @@ class Trainer:
                     f"e.g. batch_size={max(2, cfg.batch_size // 2)} accumulation={cfg.accumulation * 2} grad_cache=True"
                 ) from error
             self.step += 1
+            self.steps_run += 1
             self.batch_in_epoch += cfg.accumulation
             self._set_lr()  # the schedule, for the next step
             self._log(terms, finite, micro, lrs, data_seconds, time.perf_counter() - tick, bar)
@@ -273,6 +288,11 @@ class Trainer:
             if cfg.save_every and self.step % cfg.save_every == 0 and not self._done():
                 self.save_checkpoint()
         bar.close()
+        if self.steps_run and self.nonfinite_total - self.nonfinite_before >= self.steps_run:
+            raise FloatingPointError(
+                f"every one of the {self.steps_run} training step(s) had a non-finite loss and was skipped: the model "
+                f"did not train. Check fine_weight / learning rates for inf or very large values, or use fp32"
+            )
         if self.eval_data is not None:
             self._write_log({"step": self.step, "final": True, **self.evaluate()})
         self.save_checkpoint()
@@ -285,7 +305,10 @@ class Trainer:
         while True:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             self.dataset.epoch = self.epoch
-            loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler,
+            # The loader draws its workers' base seed from its own generator, not the global one:
+            # a resume then leaves the global RNG exactly where the uninterrupted run has it.
+            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
+            loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler, generator=generator,
                                 collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
             group: list[dict[str, Any]] = []
             for batch in loader:
@@ -510,7 +533,7 @@ class Trainer:
         root = self.out_dir / CHECKPOINTS
         final = root / f"step_{self.step:07d}"
         temporary = root / f".tmp_step_{self.step:07d}_{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
+        remove_stale_temporaries(root)
         save_pretrained(self.model, temporary, tokenizer=False)
         torch.save(self._state(), temporary / STATE_FILE)
         for path in temporary.iterdir():
@@ -546,7 +569,7 @@ class Trainer:
 
     def load_checkpoint(self, where: str | Path) -> Path:
         """Restore weights, optimiser, schedule, position in the data and RNG states."""
-        from .pretrained import WEIGHTS_FILE, read_state_dict
+        from .pretrained import WEIGHTS_FILE, check_weights, read_state_dict
 
         path = latest_checkpoint(self.out_dir) if str(where) == "latest" else Path(where)
         if path is None:
@@ -555,8 +578,15 @@ class Trainer:
             return None
         if not (path / STATE_FILE).is_file():
             raise FileNotFoundError(f"{str(path)!r} is not a complete training checkpoint (no {STATE_FILE})")
-        self.model.load_state_dict(read_state_dict(path / WEIGHTS_FILE))
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"refused to load {str(path / STATE_FILE)!r}: it holds Python objects other than tensors "
+                             f"and plain values, which could run code when unpickled") from error
+        check_resume_config(json.loads(state["train_config"]), self.config, str(path))
+        weights = read_state_dict(path / WEIGHTS_FILE)
+        check_weights(self.model.state_dict(), weights, str(path / WEIGHTS_FILE))
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
@@ -570,6 +600,8 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         if self.is_main:
+            trim_log(self.out_dir / "metrics.jsonl", self.step)
+            remove_stale_temporaries(self.out_dir / CHECKPOINTS)
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
         return path
 
@@ -579,6 +611,81 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     root = Path(out_dir) / CHECKPOINTS
     complete = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
     return complete[-1] if complete else None
+
+
+def check_resume_config(saved: dict[str, Any], config: TrainConfig, source: str) -> None:
+    """Refuse to resume under settings that change what the checkpoint's data position and
+    optimiser state mean; ``config.resume_changes`` lets the budget keys differ on purpose."""
+    current = config.to_dict()
+    changed = sorted(k for k in set(saved) | set(current)
+                     if k not in RESUME_IGNORED and k not in config.resume_changes
+                     and _comparable(saved.get(k)) != _comparable(current.get(k)))
+    if changed:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} -> now {current.get(k)!r}" for k in changed)
+        allowed = [k for k in changed if k in RESUME_CHANGEABLE]
+        hint = (f"; to change {allowed} on purpose, pass resume_changes={allowed} (--set resume_changes=...)"
+                if allowed else "")
+        raise ValueError(f"cannot resume from {source}: the training settings differ from the checkpoint's ({details}). "
+                         f"Resume with the checkpoint's settings, or start a new run in another out_dir{hint}")
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the records of steps after ``step`` from a ``metrics.jsonl`` (they are re-run after a resume)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and _logged_step(line) <= step]
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text("".join(kept))
+    os.replace(temporary, path)
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+        return math.inf  # a torn last line from a kill: dropped
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Remove ``.tmp_step_*_<pid>`` folders under ``root`` left by killed processes (the pid is
+    not running); a live process's folder is left alone."""
+    removed = []
+    for folder in root.glob(".tmp_step_*_*"):
+        pid = folder.name.rsplit("_", 1)[-1]
+        if folder.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    """Numeric settings must be numbers (not strings from a command line) and finite."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        kinds = str(spec.type)
+        if value is None or isinstance(value, bool) or not ("float" in kinds or "int" in kinds) or "str" in kinds:
+            continue
+        integer = "float" not in kinds
+        if not isinstance(value, int if integer else (int, float)):
+            raise ValueError(f"training setting {spec.name} must be {'an integer' if integer else 'a number'} "
+                             f"({spec.type}), got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ValueError(f"training setting {spec.name} must be finite, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- helpers
