@@ -14,6 +14,7 @@ from pathlib import Path
 
 MAX_NAME_BYTES = 200  # leaves room for suffixes (.json, .ipynb, .lock) under the 255-byte file-name limit
 RUN_MARKER = ".finelip-run"
+RUN_ENTRIES = ("metrics.jsonl", "model", "checkpoints", "tensorboard")  # what a run writes in its folder
 _SAFE = re.compile(r"[A-Za-z0-9._=+,@-]+")
 
 
@@ -53,7 +54,10 @@ def owned_run_folder(folder: Path) -> Path:
     """Create ``folder`` for a run (or take it back from an earlier run of the kit), marked as
     the kit's. A folder that exists without the mark belongs to someone else: refused."""
     if folder.exists() and not (folder / RUN_MARKER).is_file():
-        if folder.is_dir() and not any(folder.iterdir()):
+        # Empty, or a run folder of a kit version before the mark: only what a run writes, and the
+        # run's record beside it. Anything else is someone's folder.
+        if folder.is_dir() and (not any(folder.iterdir()) or (
+                {p.name for p in folder.iterdir()} <= set(RUN_ENTRIES) and _is_record(folder.with_name(folder.name + ".json")))):
             (folder / RUN_MARKER).touch()
             return folder
         raise FileExistsError(
@@ -63,3 +67,12 @@ def owned_run_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RUN_MARKER).touch()
     return folder
+
+
+def _is_record(path: Path) -> bool:
+    import json
+
+    try:
+        return "record_version" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False

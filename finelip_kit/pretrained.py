@@ -54,9 +54,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
     try:
         if path.suffix == ".safetensors":
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            return load_file(str(path))
+            try:
+                return load_file(str(path))
+            except SafetensorError as error:
+                raise ValueError(f"{str(path)!r} is not a valid safetensors file ({error}); was another format "
+                                 f"renamed to .safetensors?") from None
         if is_torchscript(path):
             return read_torchscript_state_dict(path)
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -422,6 +427,12 @@ def from_clip(source: str | Path, **overrides: Any) -> FineLIP:
     vision_timm = overrides.pop("vision_timm", None)
     try:
         clip = CLIPModel.from_pretrained(str(source))
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"refused to load the transformers checkpoint {str(source)!r}: its weights file holds Python objects other "
+            f"than tensors, which could run code when unpickled; use a safetensors copy. Detail: "
+            f"{str(error).splitlines()[-1].strip()[:200]}"
+        ) from None
     except (OSError, ValueError) as error:
         raise OSError(
             f"could not load a transformers CLIPModel from {str(source)!r}: {str(error).splitlines()[0]}. "

@@ -96,7 +96,7 @@ def open_image(source: str | bytes, where: str = "") -> Image.Image:
             return to_rgb(image)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{where}: image file {label!r} does not exist") from error
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"{where}: image {label!r} could not be decoded ({error})") from error
 
 
@@ -220,6 +220,8 @@ def _caption_problem(caption: Any) -> tuple[str, str] | None:
 def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | None:
     if image is None or image == "":
         return "no image for this caption", "no image path in the record"
+    if not isinstance(image, (str, Path, bytes, bytearray)):
+        return "image is not a path or image bytes", f"got {type(image).__name__} {str(image)[:40]!r}"
     if isinstance(image, (bytes, bytearray)):
         if not image:
             return "image is empty (0 bytes)", "<bytes>"
@@ -238,6 +240,8 @@ def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | 
                 opened.load()
             else:
                 opened.verify()
+    except Image.DecompressionBombError as error:
+        return "image is too large to decode safely (decompression bomb?)", f"{label}: {error}"
     except (OSError, ValueError, SyntaxError) as error:
         return "image is corrupt or truncated", f"{label}: {error}"
     return None
@@ -357,10 +361,13 @@ def _sharegpt4v(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRe
     base = Path(image_root) if image_root else path.parent
     for number, item in enumerate(chosen):
         where = f"{path.name}[{number + (1000 if split == 'train' else 0)}]"
-        turns = item.get("conversations") or []
-        caption = next((t.get("value") for t in turns if t.get("from") == "gpt"), None)
-        image = base / item["image"] if item.get("image") else None
-        yield RawRecord(image, caption, str(item.get("image") or item.get("id") or number), where)
+        try:
+            turns = item.get("conversations") or []
+            caption = next((t.get("value") for t in turns if t.get("from") == "gpt"), None)
+            image = base / item["image"] if item.get("image") else None
+            yield RawRecord(image, caption, str(item.get("image") or item.get("id") or number), where)
+        except (AttributeError, KeyError, TypeError) as error:
+            yield _malformed(where, error)
 
 
 def _karpathy_or_coco(kind: str):
@@ -387,25 +394,43 @@ def _karpathy(path: Path, split: str, image_root: Path, kind: str) -> Iterator[R
     images = _read_json(path).get("images", [])
     wanted = {"train": ("train", "restval")}.get(split, (split,))
     folder = image_root / "flickr30k-images" if kind == "flickr30k" and (image_root / "flickr30k-images").is_dir() else image_root
-    for item in images:
-        if item.get("split") not in wanted:
+    for index, item in enumerate(images):
+        try:
+            if item.get("split") not in wanted:
+                continue
+            file = folder / item.get("filepath", "") / item["filename"]
+            key = str(item.get("cocoid", item.get("imgid", item["filename"])))
+            sentences = list(item.get("sentences", []))
+        except (AttributeError, KeyError, TypeError) as error:
+            yield _malformed(f"{path.name} images[{index}]", error)
             continue
-        file = folder / item.get("filepath", "") / item["filename"]
-        key = str(item.get("cocoid", item.get("imgid", item["filename"])))
-        for number, sentence in enumerate(item.get("sentences", [])):
-            yield RawRecord(file, sentence.get("raw"), key, f"{path.name} image {key} sentence {number}")
+        for number, sentence in enumerate(sentences):
+            where = f"{path.name} image {key} sentence {number}"
+            if not isinstance(sentence, dict):
+                yield _malformed(where, TypeError(f"sentence is {type(sentence).__name__}, not an object"))
+                continue
+            yield RawRecord(file, sentence.get("raw"), key, where)
 
 
 def _coco_official(path: Path, image_root: Path) -> Iterator[RawRecord]:
     """Official COCO captions: ``images`` (id, file_name) + ``annotations`` (image_id, caption)."""
     data = _read_json(path)
-    files = {img["id"]: img["file_name"] for img in data.get("images", [])}
+    files = {img["id"]: img["file_name"] for img in data.get("images", [])
+             if isinstance(img, dict) and "id" in img and isinstance(img.get("file_name"), str)}
     folder_name = path.stem.replace("captions_", "")
     folder = image_root / folder_name if (image_root / folder_name).is_dir() else image_root
-    for annotation in data.get("annotations", []):
+    for index, annotation in enumerate(data.get("annotations", [])):
+        if not isinstance(annotation, dict):
+            yield _malformed(f"{path.name} annotations[{index}]", TypeError(f"{type(annotation).__name__}, not an object"))
+            continue
         image_id = annotation.get("image_id")
-        file = folder / files[image_id] if image_id in files else None
+        file = folder / files[image_id] if isinstance(image_id, (int, str)) and image_id in files else None
         yield RawRecord(file, annotation.get("caption"), str(image_id), f"{path.name} annotation {annotation.get('id')}")
+
+
+def _malformed(where: str, error: Exception) -> RawRecord:
+    """A record that could not be read from its layout: reported like any other defect."""
+    return RawRecord(None, None, where, where, problem=("malformed record", f"{type(error).__name__}: {error}"))
 
 
 def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
@@ -431,6 +456,10 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
     else:
         raise ValueError(f"unsupported file type {suffix!r} for {str(path)!r}: use .jsonl, .json, .csv or .parquet")
     for where, row, problem in rows:
+        if problem is None and not isinstance(row, dict):
+            problem = ("record is not an object with image and caption", f"got {type(row).__name__}")
+        if problem is None and None in row:  # csv.DictReader puts fields beyond the header under None
+            problem = ("row has more fields than the header", f"extra {row[None]!r}")
         if problem:
             yield RawRecord(None, None, where, where, problem=problem)
             continue
@@ -441,26 +470,37 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
             image = Path(image) if os.path.isabs(image) else base / image
         key = row.get("image_id")
         key = str(key) if key is not None else (str(image) if not isinstance(image, (bytes, bytearray)) else where)
-        group = row.get("group")
+        group, problem = _group_id(row.get("group"))
         yield RawRecord(
-            image, row.get("caption"), key, where, short_caption=row.get("short_caption"),
-            group=int(group) if group not in (None, "") else None,
+            image, row.get("caption"), key, where, short_caption=row.get("short_caption"), group=group, problem=problem,
         )
+
+
+def _group_id(value: Any) -> tuple[int | None, tuple[str, str] | None]:
+    """A record's hard-negative group as an int (CSV gives strings), or the problem with it."""
+    if value in (None, ""):
+        return None, None
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        return None, ("group is not an integer id", repr(value))
+    try:
+        return int(value), None
+    except (TypeError, ValueError):
+        return None, ("group is not an integer id", repr(value)[:40])
 
 
 def _tabular(path: Path) -> list[dict[str, Any]]:
     import datasets
 
-    kind = "csv" if path.suffix.lower() == ".csv" else "parquet"
-    if kind == "csv":
+    if path.suffix.lower() == ".csv":
         try:
-            path.read_bytes().decode("utf-8")
+            text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
             raise ValueError(f"{str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from error
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-        features = datasets.Features({name: datasets.Value("string") for name in header})
-        return datasets.load_dataset("csv", data_files=str(path), split="train", features=features).to_list()
+        try:
+            # Every value stays a string; fields beyond the header land under None (reported per row).
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as error:
+            raise ValueError(f"{str(path)!r} is not valid CSV ({error})") from error
     return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
 
 

@@ -16,9 +16,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit data (Pillow opens 16-bit PNG / TIFF as I;16): full scale is 65535 whatever the
+        # content, so a dark image stays dark (guessing the scale from the peak made it white).
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        return Image.fromarray((array / peak * 255).round().clip(0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray((array / 65535.0 * 255).round().clip(0, 255).astype(np.uint8), "L").convert("RGB")
     if image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
         span = max(array.max() - array.min(), 1e-12)

@@ -1,0 +1,305 @@
+"""Security: no code runs from a weights file, nothing a user names writes or deletes outside
+its results folder. Every payload here would create a marker file if anything executed it."""
+
+import io
+import json
+import pathlib
+import pickle
+import shutil
+import warnings
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from finelip_kit import FineLIP, create_model
+from finelip_kit.cli import main as cli_main
+from finelip_kit.paths import RUN_MARKER, check_name, owned_run_folder
+from finelip_kit.pretrained import load_model, read_state_dict
+from finelip_kit.torchscript import UnsafeArchiveError, read_torchscript_state_dict
+
+
+class Payload:
+    """Unpickling this creates ``path``: proof that code ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+class Holder(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def scripted_archive(path, state: dict[str, torch.Tensor]):
+    """A TorchScript module archive holding ``state`` as parameters (as OpenAI's releases hold theirs)."""
+    root = Holder()
+    for key, value in state.items():
+        *parents, leaf = key.split(".")
+        module = root
+        for part in parents:
+            if not hasattr(module, part):
+                module.add_module(part, Holder())
+            module = getattr(module, part)
+        module.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(root), str(path))
+    return path
+
+
+def openai_state():
+    from test_pretrained import open_clip_model
+
+    return open_clip_model().state_dict()
+
+
+# ----------------------------------------------------------------------------- payload files
+def pickle_pt(tmp_path, marker):
+    path = tmp_path / "evil.pt"
+    torch.save({"visual.conv1.weight": torch.zeros(2), "payload": Payload(str(marker))}, path)
+    return path
+
+
+def torchscript_pt(tmp_path, marker):
+    """A real TorchScript archive whose data.pkl is swapped for one carrying the payload."""
+    path = scripted_archive(tmp_path / "evil-jit.pt", {"visual.conv1.weight": torch.zeros(2)})
+    with zipfile.ZipFile(path) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    data = next(name for name in entries if name.endswith("/data.pkl"))
+    entries[data] = pickle.dumps(Payload(str(marker)), protocol=2)
+    with zipfile.ZipFile(path, "w") as target:
+        for name, content in entries.items():
+            target.writestr(name, content)
+    return path
+
+
+def pickle_renamed_safetensors(tmp_path, marker):
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"w": Payload(str(marker))}))
+    return path
+
+
+FILE_PAYLOADS = [pickle_pt, torchscript_pt, pickle_renamed_safetensors]
+FILE_ENTRY_POINTS = {
+    "read_state_dict": lambda path, tmp: read_state_dict(path),
+    "load_model": lambda path, tmp: load_model(str(path)),
+    "FineLIP.from_openai_checkpoint": lambda path, tmp: FineLIP.from_openai_checkpoint(str(path)),
+    "finelip eval": lambda path, tmp: cli_main(["eval", "--model", str(path), "--data", "synthetic", "--size", "8"]),
+    "finelip export": lambda path, tmp: cli_main(["export", "--from", str(path), "--to", str(tmp / "out")]),
+}
+
+
+def refused(call) -> None:
+    """``call`` fails: an exception, or a CLI exit status that is not 0."""
+    try:
+        status = call()
+    except (ValueError, OSError, RuntimeError) as error:
+        assert str(error), "an error must say what was wrong"
+        return
+    assert status not in (0, None), "a payload file was accepted"
+
+
+@pytest.mark.parametrize("payload", FILE_PAYLOADS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("entry", sorted(FILE_ENTRY_POINTS))
+def test_payload_files_are_refused_by_every_loading_entry_point_and_run_nothing(tmp_path, payload, entry):
+    marker = tmp_path / "pwned"
+    path = payload(tmp_path, marker)
+    refused(lambda: FILE_ENTRY_POINTS[entry](path, tmp_path))
+    assert not marker.exists()
+
+
+def test_refusals_say_what_was_found(tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(ValueError, match=r"refused to load TorchScript archive .*evil-jit.pt.*asks for __builtin__.getattr"):
+        read_state_dict(torchscript_pt(tmp_path, marker))
+    with pytest.raises(ValueError, match=r"evil.safetensors.*not a valid safetensors file"):
+        read_state_dict(pickle_renamed_safetensors(tmp_path, marker))
+    assert not marker.exists()
+
+
+def test_a_torchscript_setstate_runs_under_torch_jit_load_but_not_here(tmp_path, capfd):
+    class Evil(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+
+        @torch.jit.export
+        def __getstate__(self):
+            return (self.w, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[torch.Tensor, bool]):
+            print("PAYLOAD-RAN")
+            self.w = state[0]
+            self.training = state[1]
+
+        def forward(self, x):
+            return x * self.w
+
+    path = tmp_path / "evil.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Evil()), str(path))
+        torch.jit.load(str(path))  # what the kit used to call
+    assert "PAYLOAD-RAN" in capfd.readouterr().out
+    with pytest.raises(UnsafeArchiveError, match=r"__torch__.*Evil carries a custom state"):
+        read_torchscript_state_dict(path)
+    with pytest.raises(ValueError, match="refused to load TorchScript archive"):
+        load_model(str(path))
+    assert "PAYLOAD-RAN" not in capfd.readouterr().out
+
+
+def test_a_plain_torchscript_archive_reads_exactly_its_state_dict(tmp_path):
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.register_buffer("buf", torch.arange(4.0))
+            self.attn_mask = torch.zeros(2, 2)  # a plain attribute: not in the state dict
+
+        def forward(self, x):
+            return self.lin(x) + self.attn_mask.sum()
+
+    class Root(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(Block(), Block())
+            self.positional_embedding = nn.Parameter(torch.randn(5, 3).half())
+
+        def forward(self, x):
+            return self.blocks(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for kind, build in (("script", lambda m: torch.jit.script(m)), ("trace", lambda m: torch.jit.trace(m, torch.randn(1, 3)))):
+            path = tmp_path / f"{kind}.pt"
+            torch.jit.save(build(Root()), str(path))
+            reference = torch.jit.load(str(path)).state_dict()
+            ours = read_state_dict(path)
+            assert sorted(ours) == sorted(reference) == sorted(Root().state_dict())
+            assert all(torch.equal(ours[k], reference[k]) and ours[k].dtype == reference[k].dtype for k in reference)
+
+
+def test_a_hf_directory_with_a_pickle_payload_runs_nothing(tmp_path):
+    from test_pretrained import hf_clip
+
+    folder = tmp_path / "hf"
+    hf_clip().save_pretrained(str(folder))
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"payload": Payload(str(marker))}, folder / "pytorch_model.bin")
+    for call in (lambda: load_model(str(folder)), lambda: FineLIP.from_clip(str(folder)),
+                 lambda: cli_main(["export", "--from", str(folder), "--to", str(tmp_path / "out")])):
+        refused(call)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:.torch.load. received a zip file")
+def test_a_timm_weights_file_with_a_payload_runs_nothing(tmp_path):
+    from finelip_kit.pretrained import timm_vision_tower
+
+    marker = tmp_path / "pwned"
+    for path in (pickle_pt(tmp_path, marker), torchscript_pt(tmp_path, marker)):
+        refused(lambda: timm_vision_tower("vit_base_patch16_clip_224", path, embed_dim=16,
+                                          architecture={"depth": 1, "embed_dim": 64, "num_heads": 2, "img_size": 32}))
+    assert not marker.exists()
+
+
+def test_a_kit_directory_whose_weights_are_a_pickle_runs_nothing(tmp_path):
+    folder = tmp_path / "model"
+    create_model("tiny").save_pretrained(str(folder), tokenizer=False)
+    marker = tmp_path / "pwned"
+    (folder / "model.safetensors").write_bytes(pickle.dumps({"w": Payload(str(marker))}))
+    for call in (lambda: FineLIP.from_pretrained(str(folder)), lambda: load_model(str(folder)),
+                 lambda: cli_main(["eval", "--model", str(folder), "--data", "synthetic", "--size", "8"])):
+        refused(call)
+    assert not marker.exists()
+
+
+def test_a_trainer_state_with_a_payload_is_refused_on_resume(tmp_path):
+    from finelip_kit.data import SyntheticConfig, SyntheticScenes
+    from finelip_kit.train import STATE_FILE, Trainer, TrainConfig, latest_checkpoint
+
+    def trainer(**options):
+        model = create_model("tiny", **{"vision.image_size": 32, "atrm_k": 4, "loss": "global"})
+        data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=32)
+        return Trainer(model, data, TrainConfig(out_dir=str(tmp_path / "run"), steps=1, batch_size=8, progress=False,
+                                                 warmup_steps=0, **options))
+
+    trainer().fit()
+    marker = tmp_path / "pwned"
+    state = latest_checkpoint(tmp_path / "run") / STATE_FILE
+    torch.save({"step": 1, "payload": Payload(str(marker))}, state)
+    with pytest.raises(ValueError, match=r"refused to load .*trainer_state.pt"):
+        trainer(resume="latest").fit()
+    assert not marker.exists()
+
+
+def test_integer_weights_are_refused_by_name(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "model"
+    model = create_model("tiny")
+    model.save_pretrained(str(folder), tokenizer=False)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["logit_scale"] = torch.tensor(4, dtype=torch.int32)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"non-floating-point weights .*logit_scale: checkpoint torch.int32"):
+        FineLIP.from_pretrained(str(folder))
+
+
+# ----------------------------------------------------------------------------- names and folders
+@pytest.mark.parametrize("name, problem", [
+    ("../x", "path separator"), ("/some/dir", "path separator"), ("a/b", "path separator"), ("..", "names a folder"),
+    (".", "names a folder"), (".hidden", "starts with"), ("-rf", "starts with"), ("a b", r"characters \[' '\]"),
+    ("x" * 201, "201 bytes long"), ("", "non-empty"), ("nul\x00byte", "characters"), ("back\\slash", "path separator"),
+])
+def test_unsafe_names_are_refused_with_the_reason(name, problem):
+    with pytest.raises(ValueError, match=problem):
+        check_name(name)
+
+
+def test_the_grid_notebooks_run_name_cannot_leave_the_results_folder(tmp_path):
+    from finelip_kit.ablation import validate_parameters
+
+    for bad in ("../escape", str(tmp_path / "victim"), "a/b"):
+        with pytest.raises(ValueError, match="parameter run_name .* is refused: it holds a path separator"):
+            validate_parameters(run_name=bad, results_dir=str(tmp_path / "results"))
+
+
+def test_a_folder_the_kit_did_not_create_is_never_taken_over(tmp_path):
+    from finelip_kit.ablation import run_point, validate_parameters
+
+    victim = tmp_path / "results" / "mine"
+    (victim / "checkpoints").mkdir(parents=True)
+    (victim / "checkpoints" / "precious.txt").write_text("keep me")
+    params = validate_parameters(run_name="mine", results_dir=str(tmp_path / "results"), steps=1, batch_size=8,
+                                 eval_size=8, progress=False)
+    with pytest.raises(FileExistsError, match="was not created by finelip-kit"):
+        run_point(params)
+    assert (victim / "checkpoints" / "precious.txt").read_text() == "keep me"
+    fresh = owned_run_folder(tmp_path / "results" / "new")
+    assert (fresh / RUN_MARKER).is_file() and owned_run_folder(fresh) == fresh
+
+
+def test_a_grid_spec_name_cannot_leave_the_runs_folder(tmp_path):
+    (tmp_path / "grids").mkdir()
+    spec = tmp_path / "grids" / "g.yaml"
+    spec.write_text("name: ../../x\npoints:\n  - {}\n")
+    assert cli_main(["grid", str(spec), "--dry-run"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_cli_errors_print_no_traceback(tmp_path, capsys):
+    spec = tmp_path / "g.yaml"
+    spec.write_text("name: ../../x\n")
+    assert cli_main(["grid", str(spec), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "grid name '../../x' is refused" in err and "Traceback" not in err
+    shutil.rmtree(tmp_path)
