@@ -319,7 +319,11 @@ def _docci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]
             continue
         if row.get("split") != split:
             continue
-        image = images / row["image_file"] if row.get("image_file") else None
+        try:
+            image = images / row["image_file"] if row.get("image_file") else None
+        except TypeError as error:
+            yield _malformed(where, error)
+            continue
         yield RawRecord(image, row.get("description"), str(row.get("example_id", f"line{number}")), where)
 
 
@@ -342,10 +346,15 @@ def _dci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
         except (FileNotFoundError, ValueError) as error:
             yield RawRecord(None, None, name, where, problem=("annotation file unreadable", str(error)))
             continue
-        short, extra = annotation.get("short_caption"), annotation.get("extra_caption")
-        caption = f"{short}\n{extra}" if isinstance(short, str) and isinstance(extra, str) else short
-        image = photos / annotation["image"] if annotation.get("image") else None
-        yield RawRecord(image, caption, str(annotation.get("image", name)), where, short_caption=short)
+        try:
+            short, extra = annotation.get("short_caption"), annotation.get("extra_caption")
+            caption = f"{short}\n{extra}" if isinstance(short, str) and isinstance(extra, str) else short
+            image = photos / annotation["image"] if annotation.get("image") else None
+        except (AttributeError, TypeError) as error:
+            yield _malformed(where, error)
+            continue
+        yield RawRecord(image, caption, str(annotation.get("image", name)), where,
+                        short_caption=short if isinstance(short, str) else None)
 
 
 def _sharegpt4v(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
@@ -464,10 +473,14 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
             yield RawRecord(None, None, where, where, problem=problem)
             continue
         image = row.get("image", row.get("file_name"))
-        if isinstance(image, dict):  # a datasets Image feature written to parquet: {"bytes", "path"}
-            image = image.get("bytes") or (base / image["path"] if image.get("path") else None)
-        elif isinstance(image, str) and image:
-            image = Path(image) if os.path.isabs(image) else base / image
+        try:
+            if isinstance(image, dict):  # a datasets Image feature written to parquet: {"bytes", "path"}
+                image = image.get("bytes") or (base / image["path"] if image.get("path") else None)
+            elif isinstance(image, str) and image:
+                image = Path(image) if os.path.isabs(image) else base / image
+        except TypeError as error:
+            yield _malformed(where, error)
+            continue
         key = row.get("image_id")
         key = str(key) if key is not None else (str(image) if not isinstance(image, (bytes, bytearray)) else where)
         group, problem = _group_id(row.get("group"))
