@@ -405,6 +405,7 @@ def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name:
     overwriting each other: a point locked by another runner is left to it (``busy``).
     Ctrl-C stops launching points; the running ones end (a terminal's Ctrl-C interrupts their
     kernels too, and they are recorded as failed) and ``interrupted`` is set; a rerun resumes.
+    A second Ctrl-C while waiting raises ``KeyboardInterrupt`` (``finelip grid`` then exits at once).
     """
     from tqdm.auto import tqdm
 
@@ -434,7 +435,7 @@ def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name:
         cancelled = [futures[f] for f in pending if f.cancel()]
         outcome.not_started = sorted(cancelled)
         bar.write(f"Ctrl-C: stopping; {len(cancelled)} point(s) not started, waiting for "
-                  f"{len(pending) - len(cancelled)} running point(s) to end (Ctrl-C again to leave them)")
+                  f"{len(pending) - len(cancelled)} running point(s) to end (Ctrl-C again abandons them)")
         for future in as_completed([f for f in pending if not f.cancelled()]):
             _collect(outcome, futures[future], future.result(), bar)
     finally:
@@ -449,6 +450,8 @@ def _collect(outcome: GridOutcome, name: str, result: str | None, bar) -> None:
     elif result is BUSY:
         outcome.busy.append(name)
         bar.write(f"point {name} is running in another grid runner; left to it")
+    elif result is DONE_ELSEWHERE:
+        outcome.skipped.append(name)
     else:
         outcome.failed[name] = result
         bar.write(f"point {name} failed: {result.splitlines()[-1] if result else result}")
@@ -457,18 +460,20 @@ def _collect(outcome: GridOutcome, name: str, result: str | None, bar) -> None:
 
 
 BUSY = "busy"  # _execute_point's answer for a point another runner holds
+DONE_ELSEWHERE = "done elsewhere"  # ... and for one another runner finished meanwhile
 
 
 def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str | None, force: bool = False) -> str | None:
     """Run one point's notebook under its lock; on failure write a ``failed`` record and return
-    the error text; ``BUSY`` when another runner holds the point."""
+    the error text; ``BUSY`` when another runner holds the point, ``DONE_ELSEWHERE`` when another
+    runner recorded it as ``ok`` meanwhile."""
     import papermill
 
     with point_lock(spec.runs_dir / f"{name}.lock") as held:
         if not held:
             return BUSY
         if not force and _status(spec.runs_dir / f"{name}.json") == "ok":
-            return None  # another runner finished it while this one waited in the queue
+            return DONE_ELSEWHERE  # another runner finished it while this one waited in the queue
         output = spec.runs_dir / f"{name}.ipynb"
         injected = {**parameters, "results_dir": str(spec.runs_dir.resolve()), "run_name": name, "progress": False}
         started = time.perf_counter()

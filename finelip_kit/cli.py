@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def parse_value(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        pass
+    if lowered.lstrip("+-") in ("inf", "infinity", "nan"):
+        return float(lowered)  # a number (refused where a finite one is needed), not the string "inf"
+    return text
 
 
 def split_settings(settings: list[str]) -> tuple[dict, dict, dict]:
@@ -145,7 +149,12 @@ def grid(args: argparse.Namespace) -> int:
         for name, parameters in spec.points.items():
             print(f"  {name}: {parameters}")
         return 0
-    outcome = run_grid(spec, workers=args.workers, force=args.force, kernel_name=args.kernel)
+    try:
+        outcome = run_grid(spec, workers=args.workers, force=args.force, kernel_name=args.kernel)
+    except KeyboardInterrupt:  # the second Ctrl-C: leave the running points (their kernels exit with us)
+        print("interrupted again: abandoning the running point(s); rerun the grid to redo them", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)  # without waiting for the worker threads, which the interpreter would join
     print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} (already recorded), failed {len(outcome.failed)}"
           + (f", left to another runner {len(outcome.busy)}" if outcome.busy else "")
           + (f", not started {len(outcome.not_started)} (interrupted; rerun to resume)" if outcome.interrupted else ""))

@@ -180,3 +180,27 @@ def test_text_to_image_notebook_runs_the_tiny_pipeline_side_by_side(tmp_path):
     assert "dropped at 77 tokens: '" in text and "green tower far behind" in text
     assert "77 tokens" in text and "long" in text  # the score table's columns
     assert (tmp_path / "figures/t2i/comparison.png").stat().st_size > 5000
+
+
+def test_grid_notebook_refuses_a_run_name_that_leaves_the_results_folder(tmp_path):
+    import papermill
+
+    outside = tmp_path / "victim"
+    (outside / "checkpoints").mkdir(parents=True)
+    for name in (str(outside), "../victim"):
+        with pytest.raises(papermill.PapermillExecutionError, match="parameter run_name .* is refused"):
+            execute("ablations/grid.ipynb", tmp_path / "out.ipynb", run_name=name, results_dir="results", **TINY)
+    assert (outside / "checkpoints").is_dir() and not (tmp_path / "victim.json").exists()
+    assert not (tmp_path / "results").exists()
+
+
+def test_retrieval_notebook_refuses_a_torchscript_payload_as_its_model(tmp_path):
+    import papermill
+
+    from test_security import torchscript_pt
+
+    marker = tmp_path / "pwned"
+    payload = torchscript_pt(tmp_path, marker)
+    with pytest.raises(papermill.PapermillExecutionError, match="refused to load TorchScript archive"):
+        execute("notebooks/03_retrieval_eval.ipynb", tmp_path / "out.ipynb", model=str(payload), size=16)
+    assert not marker.exists()

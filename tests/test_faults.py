@@ -1,0 +1,109 @@
+"""Faults (slow, real processes): SIGKILL three times during training and resume bitwise, Ctrl-C
+in a grid, two grid runners on one folder. (A kill during a save is in test_train.py.)"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from finelip_kit.pretrained import read_state_dict
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(out: Path, extra=()) -> subprocess.Popen:
+    command = [sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(out), "--eval-size", "8", "--model", "tiny",
+               "--set", "steps=8", "batch_size=8", "save_every=2", "keep_last=10", "progress=False", "log_every=1",
+               "warmup_steps=2", "eval_every=None", "model.vision.image_size=32", "model.atrm_k=4", "data.image_size=32",
+               *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_after(process: subprocess.Popen, checkpoint: Path) -> None:
+    deadline = time.time() + 300
+    while not checkpoint.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_three_sigkills_then_resume_end_bitwise_equal_with_equal_rng_and_a_clean_log(tmp_path):
+    reference = train(tmp_path / "reference")
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    victim = tmp_path / "victim"
+    kill_after(train(victim), victim / "checkpoints" / "step_0000002")
+    for step in (4, 6):  # killed again after each resume
+        kill_after(train(victim, ["resume=latest"]), victim / "checkpoints" / f"step_{step:07d}")
+    final = train(victim, ["resume=latest"])
+    output = final.communicate(timeout=300)[0]
+    assert final.returncode == 0 and "resumed from" in output, output
+
+    a_dir, b_dir = (tmp_path / r / "checkpoints" / "step_0000008" for r in ("reference", "victim"))
+    a, b = read_state_dict(a_dir / "model.safetensors"), read_state_dict(b_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state_a, state_b = (torch.load(d / "trainer_state.pt", weights_only=True) for d in (a_dir, b_dir))
+    assert torch.equal(state_a["rng_torch"], state_b["rng_torch"])
+    assert torch.equal(state_a["rng_numpy"][1], state_b["rng_numpy"][1])
+    assert torch.equal(state_a["rng_python"][1], state_b["rng_python"][1])
+    logged = [json.loads(line)["step"] for line in (victim / "metrics.jsonl").read_text().splitlines()]
+    reference_logged = [json.loads(line)["step"] for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == reference_logged  # no step repeated by the resumes
+    assert not list((victim / "checkpoints").glob(".tmp_step_*"))
+
+
+def grid_folder(tmp_path: Path, points: int) -> Path:
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grid.ipynb").write_bytes((ROOT / "ablations/grid.ipynb").read_bytes())
+    spec = tmp_path / "grids" / "t.yaml"
+    spec.write_text("fixed: {steps: 2, batch_size: 8, eval_size: 16, reference: false, keep_model: false}\n"
+                    f"product:\n  seed: {list(range(points))}\n")
+    return spec
+
+
+def grid(spec: Path, *extra) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.Popen([sys.executable, "-m", "finelip_kit.cli", "grid", str(spec), *extra], cwd=spec.parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_ctrl_c_stops_a_grid_records_what_happened_and_the_rerun_resumes(tmp_path):
+    spec = grid_folder(tmp_path, 3)
+    runs = tmp_path / "runs" / "t"
+    runner = grid(spec)
+    deadline = time.time() + 300
+    while not (runs / "default.ipynb").exists():  # the first point (seed 0) has started
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGINT)  # to the runner only: its running point goes on to the end
+    output = runner.communicate(timeout=600)[0]
+    assert runner.returncode == 130, output
+    assert "not started 2 (interrupted; rerun to resume)" in output
+    assert json.loads((runs / "default.json").read_text())["status"] == "ok"
+    assert not (runs / "seed=1.json").exists() and not (runs / "seed=2.json").exists()
+    rerun = grid(spec)
+    output = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0 and "ran 2, skipped 1 (already recorded), failed 0" in output, output
+
+
+def test_two_grid_runners_on_one_folder_share_the_points_without_clobbering(tmp_path):
+    spec = grid_folder(tmp_path, 4)
+    runs = tmp_path / "runs" / "t"
+    first, second = grid(spec), grid(spec)
+    outputs = [first.communicate(timeout=900)[0], second.communicate(timeout=900)[0]]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    records = {p.stem: json.loads(p.read_text()) for p in runs.glob("*.json")}
+    assert sorted(records) == ["default", "seed=1", "seed=2", "seed=3"]
+    assert all(r["status"] == "ok" for r in records.values())
+    ran = sum(int(out.split("ran ")[1].split(",")[0]) for out in outputs)
+    assert ran == 4  # every point executed exactly once across the two runners
+    assert not list(runs.glob(".*.tmp"))
