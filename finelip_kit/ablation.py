@@ -375,8 +375,10 @@ def expand_points(fixed: dict, points: list | None, product: dict, source: str =
                 raise ValueError(f"{source}: point {parameters}: {error}") from None
             name = point_name(parameters, base=fixed)
             if name in expanded and validate_parameters(**expanded[name]) != validate_parameters(**parameters):
-                raise ValueError(f"{source}: two different points share the name {name!r}: {expanded[name]} and "
-                                 f"{parameters}; the names replace path separators, spaces and other unsafe characters with '_': rename a file or give the points run-distinct values")
+                raise ValueError(
+                    f"{source}: two different points share the name {name!r}: {expanded[name]} and {parameters} "
+                    f"(names replace path separators, spaces and other unsafe characters with '_'); rename one of the files"
+                )
             expanded.setdefault(name, parameters)
     return expanded
 

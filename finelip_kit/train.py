@@ -543,7 +543,8 @@ class Trainer:
             shutil.rmtree(final)
         os.replace(temporary, final)
         _fsync(root)
-        for old in sorted(p for p in root.glob("step_*") if p.is_dir())[: -self.config.keep_last]:
+        # Only complete checkpoints of the kit rotate out; any other step_* folder is left alone.
+        for old in sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())[: -self.config.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
         if self.world_size > 1:
             dist.barrier()

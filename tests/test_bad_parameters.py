@@ -19,12 +19,7 @@ from finelip_kit.data.transforms import to_rgb
 from finelip_kit.evaluate import evaluate_retrieval
 from finelip_kit.train import Trainer, TrainConfig, train_config
 
-SMALL = {"vision.image_size": 32, "text.context_length": 120, "atrm_k": 4}
-
-
-def tiny(**overrides):
-    torch.manual_seed(0)
-    return create_model("tiny", **{**SMALL, **overrides})
+from test_train import SMALL, tiny  # the small model of the training tests (32 px, 200 tokens, K = 4)
 
 
 def test_scenes(size=8):
@@ -137,8 +132,8 @@ def test_stale_temporary_checkpoints_of_dead_processes_are_removed(tmp_path):
 def test_atrm_k_larger_than_the_tokens_is_refused():
     with pytest.raises(ValueError, match=r"atrm_k must be <= the image's 16 patch tokens \(32px / patch 8\), got 17"):
         create_model("tiny", **{**SMALL, "atrm_k": 17})
-    with pytest.raises(ValueError, match=r"must be <= text.context_length 120, got 121"):
-        create_model("tiny", **{**SMALL, "atrm_k_text": 121})
+    with pytest.raises(ValueError, match=r"must be <= text.context_length 200, got 201"):
+        create_model("tiny", **{**SMALL, "atrm_k_text": 201})
 
 
 def test_fine_modes_on_a_model_without_clim_are_refused_not_replaced():

@@ -123,9 +123,9 @@ def test_longclip_checkpoint_keeps_the_effective_position_table(tmp_path, tok):
         torch.testing.assert_close(ours, reference.encode_text(zero_padded), atol=1e-5, rtol=0)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
-def test_torchscript_archive_is_read_for_its_state_dict(tmp_path):
-    state = open_clip_model().state_dict()
+def scripted_archive(path, state: dict[str, torch.Tensor]):
+    """A TorchScript module archive holding ``state`` as parameters (as OpenAI's releases hold theirs)."""
+    import warnings
 
     class Holder(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,8 +140,15 @@ def test_torchscript_archive_is_read_for_its_state_dict(tmp_path):
                 module.add_module(part, Holder())
             module = getattr(module, part)
         module.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
-    path = tmp_path / "ViT-tiny.pt"
-    torch.jit.save(torch.jit.script(root), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(root), str(path))
+    return path
+
+
+def test_torchscript_archive_is_read_for_its_state_dict(tmp_path):
+    state = open_clip_model().state_dict()
+    path = scripted_archive(tmp_path / "ViT-tiny.pt", state)
     loaded = read_state_dict(path)
     assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
     model = FineLIP.from_openai_checkpoint(str(path))

@@ -1,8 +1,6 @@
 """Security: no code runs from a weights file, nothing a user names writes or deletes outside
 its results folder. Every payload here would create a marker file if anything executed it."""
 
-import io
-import json
 import pathlib
 import pickle
 import shutil
@@ -30,34 +28,6 @@ class Payload:
         return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
-class Holder(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-def scripted_archive(path, state: dict[str, torch.Tensor]):
-    """A TorchScript module archive holding ``state`` as parameters (as OpenAI's releases hold theirs)."""
-    root = Holder()
-    for key, value in state.items():
-        *parents, leaf = key.split(".")
-        module = root
-        for part in parents:
-            if not hasattr(module, part):
-                module.add_module(part, Holder())
-            module = getattr(module, part)
-        module.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(root), str(path))
-    return path
-
-
-def openai_state():
-    from test_pretrained import open_clip_model
-
-    return open_clip_model().state_dict()
-
-
 # ----------------------------------------------------------------------------- payload files
 def pickle_pt(tmp_path, marker):
     path = tmp_path / "evil.pt"
@@ -67,6 +37,8 @@ def pickle_pt(tmp_path, marker):
 
 def torchscript_pt(tmp_path, marker):
     """A real TorchScript archive whose data.pkl is swapped for one carrying the payload."""
+    from test_pretrained import scripted_archive
+
     path = scripted_archive(tmp_path / "evil-jit.pt", {"visual.conv1.weight": torch.zeros(2)})
     with zipfile.ZipFile(path) as source:
         entries = {name: source.read(name) for name in source.namelist()}
