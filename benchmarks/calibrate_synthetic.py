@@ -24,7 +24,8 @@ from finelip_kit.ablation import plain_mode_names
 from finelip_kit.data import SyntheticConfig, SyntheticScenes
 from finelip_kit.evaluate import evaluate_retrieval
 from finelip_kit.pretrain import CaptionView
-from finelip_kit.train import TRAIN_PRESETS, Trainer, build_model, train_config
+from finelip_kit.pretrained import load_model
+from finelip_kit.train import TRAIN_PRESETS, Trainer, train_config
 
 # Settings are overrides of the synthetic-tiny preset: model config keys, ``train.<key>`` for
 # the training config, ``data.<key>`` for the scenes (SyntheticConfig; train, val and test
@@ -85,7 +86,7 @@ def run(setting: dict, seed: int, test_pairs: int) -> dict:
     train_setting = {k[len("train."):]: v for k, v in setting.items() if k.startswith("train.")}
     scenes = SyntheticConfig(**{k[len("data."):]: v for k, v in setting.items() if k.startswith("data.")})
     torch.manual_seed(seed)
-    model = build_model(preset["model"], **{**preset["model_overrides"], **model_setting})
+    model = load_model(preset["model"], **{**preset["model_overrides"], **model_setting})
     config = train_config("synthetic-tiny", out_dir=f"/tmp/calibration/{time.time_ns()}", seed=seed,
                           progress=False, **train_setting)
     started = time.perf_counter()

@@ -164,7 +164,8 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
 
     from .data import SyntheticScenes, load_pairs
     from .evaluate import evaluate_retrieval
-    from .train import TRAIN_PRESETS, Trainer, build_model, train_config
+    from .pretrained import load_model
+    from .train import TRAIN_PRESETS, Trainer, train_config
 
     started = time.perf_counter()
     preset = TRAIN_PRESETS[params.preset]
@@ -190,7 +191,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     config = train_config(params.preset, **train_options)
 
     torch.manual_seed(params.seed)  # fresh modules' initialisation is part of the run
-    model = build_model(preset["model"], **{**preset.get("model_overrides", {}), **params.model_overrides()})
+    model = load_model(preset["model"], **{**preset.get("model_overrides", {}), **params.model_overrides()})
     tick = time.perf_counter()
     history = Trainer(model, train_data, config, on_log=on_log).fit()
     train_seconds = time.perf_counter() - tick
@@ -206,7 +207,7 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     reference = None
     if params.reference:
         tick = time.perf_counter()
-        base = build_model(preset["model"])  # the starting model as is, at its original context
+        base = load_model(preset["model"])  # the starting model as is, at its original context
         reference = {
             "name": f"{preset['model']} (before fine-tuning, {base.context_length} tokens)",
             "metrics": evaluate_retrieval(base, test_data, modes=("global",)).metrics,

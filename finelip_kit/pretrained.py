@@ -679,18 +679,67 @@ def _load_modules(model: FineLIP, path: Path) -> None:
     model.load_state_dict(weights, strict=False)
 
 
+# ----------------------------------------------------------------------------- the one resolver
+MODEL_FORMS = (
+    "preset:<name>       a fresh model of a named architecture ({presets}); a bare preset name works too",
+    "<packaged name>     a model shipped with the kit ({assets})",
+    "<dir>               a finelip-kit checkpoint (config.json + model.safetensors, from save_pretrained)",
+    "<dir> or hf:<id>    a transformers CLIPModel directory, or a hub id (online only); clip:<id> is the same",
+    "<file>.pt|.pth|.bin|.safetensors   an OpenAI / Long-CLIP checkpoint (TorchScript archives included)",
+)
 
-def load_model(source: str | Path):
-    """A FineLIP model from anything the kit reads: a finelip-kit checkpoint dir or packaged name
-    (``tiny-synthetic-clip``), a transformers CLIP dir or hub id, or an OpenAI / Long-CLIP file."""
-    from .assets import asset_path
-    from .model import FineLIP
 
-    path = Path(source)
-    if asset_path(str(source)) is not None:
-        return FineLIP.from_pretrained(str(source))
-    if path.is_dir() and (path / WEIGHTS_FILE).is_file() and '"finelip_kit_version"' in (path / CONFIG_FILE).read_text():
-        return FineLIP.from_pretrained(path)
+def load_model(spec: "str | Path | FineLIP", **overrides: Any) -> FineLIP:
+    """The one way the kit turns a name into a model — the CLI, notebooks, grid, viz and export
+    all call it. ``spec`` (see ``MODEL_FORMS``), resolved in this order:
+
+    ``preset:NAME`` / ``hf:ID`` / ``clip:ID`` (explicit); an existing path — a finelip-kit
+    checkpoint dir, a transformers CLIP dir, or a checkpoint file; a packaged model name; a
+    bare preset name; an ``org/name`` hub id. Anything else is an error that lists the forms
+    and the closest names, without a hub call. ``overrides``: config keys
+    (``atrm_k=8``, ``**{"text.context_length": 248}``) applied while loading.
+    """
+    from .assets import asset_names, asset_path
+    from .config import PRESETS
+    from .model import create_model
+
+    if isinstance(spec, FineLIP):
+        if overrides:
+            raise ValueError("load_model(model, **overrides): a built model cannot be reconfigured; pass a name or path")
+        return spec
+    text = str(spec)
+    kind, _, rest = text.partition(":")
+    if kind == "preset" and rest:
+        if rest not in PRESETS:
+            raise ValueError(f"unknown preset {rest!r} in model {text!r}; presets: {sorted(PRESETS)}")
+        return create_model(rest, **overrides)
+    if kind in ("hf", "clip") and rest:
+        return from_clip(rest, **overrides)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        config = path / CONFIG_FILE
+        if (path / WEIGHTS_FILE).is_file() and config.is_file() and '"finelip_kit_version"' in config.read_text():
+            return load_pretrained(path, **overrides)
+        if config.is_file():
+            return from_clip(str(path), **overrides)
+        raise FileNotFoundError(
+            f"model directory {text!r} holds no {CONFIG_FILE}: a finelip-kit checkpoint (save_pretrained) or a "
+            f"transformers CLIP directory was expected"
+        )
     if path.is_file():
-        return FineLIP.from_openai_checkpoint(path)
-    return FineLIP.from_clip(str(source))
+        return from_openai_checkpoint(path, **overrides)
+    if asset_path(text) is not None:
+        return load_pretrained(text, **overrides)
+    if text in PRESETS:
+        return create_model(text, **overrides)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
+        return from_clip(text, **overrides)  # a hub id: transformers says clearly when it is offline
+    import difflib
+
+    known = sorted(PRESETS) + asset_names()
+    close = difflib.get_close_matches(text, known + [f"preset:{p}" for p in PRESETS], n=3, cutoff=0.5)
+    forms = "\n  ".join(MODEL_FORMS).format(presets=", ".join(sorted(PRESETS)), assets=", ".join(asset_names()))
+    raise ValueError(
+        f"no model {text!r}: it is not a preset, a packaged model, an existing file or directory, or a hub id "
+        f"(org/name).{f' Did you mean {close}?' if close else ''} A model can be named as:\n  {forms}"
+    )

@@ -761,8 +761,8 @@ def _python_state_from_tensors(state):
 
 # ----------------------------------------------------------------------------- presets
 # A preset names the model to start from, the data, and the training options.
-# "model": a model preset name (fresh weights), "clip:<hub id or dir>" (FineLIP.from_clip),
-#          a finelip-kit checkpoint directory or a packaged model name; "model_overrides": config
+# "model": anything ``load_model`` resolves (a preset name: fresh weights; "clip:<hub id or dir>";
+#          a finelip-kit checkpoint directory or a packaged model name); "model_overrides": config
 #          changes applied on loading (the command line's model.* settings go on top).
 _PAPER_RECIPE = dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
                      weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
@@ -814,12 +814,13 @@ def prepare_training(
     """A ready ``Trainer`` for a preset (what ``finelip train`` and ``notebooks/02_train`` run).
 
     ``data``: ``"synthetic"``, a known dataset name (with ``data_root``) or a path; default the
-    preset's. ``model``: a model spec (see ``build_model``); default the preset's, with the
+    preset's. ``model``: anything ``load_model`` takes; default the preset's, with the
     preset's ``model_overrides``. ``*_options``: ``TrainConfig`` fields, model config overrides
     (``atrm_k``, ``text.context_length``), ``SyntheticConfig`` fields. Synthetic data is evaluated
     on ``eval_size`` validation pairs; real data on ``eval_split`` when given.
     """
     from .data import SyntheticConfig, SyntheticScenes, load_pairs
+    from .pretrained import load_model
 
     spec = TRAIN_PRESETS[preset] if preset in TRAIN_PRESETS else None
     if spec is None:
@@ -838,18 +839,4 @@ def prepare_training(
     torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
     model = model or spec["model"]
     overrides = {**(spec.get("model_overrides", {}) if model == spec["model"] else {}), **(model_options or {})}
-    return Trainer(build_model(model, **overrides), train_data, config, eval_data=evaluation, on_log=on_log)
-
-
-def build_model(spec: str, **overrides: Any) -> FineLIP:
-    """A model from a preset's ``model`` spec (see ``TRAIN_PRESETS``), with config overrides."""
-    from .assets import asset_path
-    from .model import create_model
-    from .pretrained import CONFIG_FILE
-
-    if spec.startswith("clip:"):
-        return FineLIP.from_clip(spec[len("clip:"):], **overrides)
-    path = Path(spec)
-    if (path.is_dir() and (path / CONFIG_FILE).is_file()) or asset_path(spec) is not None:
-        return FineLIP.from_pretrained(spec, **overrides)
-    return create_model(spec, **overrides)
+    return Trainer(load_model(model, **overrides), train_data, config, eval_data=evaluation, on_log=on_log)

@@ -6,7 +6,8 @@ import torch
 from finelip_kit import FineLIP
 from finelip_kit.assets import asset_metrics, asset_names
 from finelip_kit.data.synthetic import vocabulary_token_ids
-from finelip_kit.train import TRAIN_PRESETS, build_model
+from finelip_kit.pretrained import load_model
+from finelip_kit.train import TRAIN_PRESETS
 
 
 def test_tiny_base_loads_by_name_with_a_77_token_context():
@@ -22,7 +23,7 @@ def test_tiny_base_loads_by_name_with_a_77_token_context():
 def test_synthetic_tiny_preset_stretches_the_base_and_adds_finelip_modules():
     preset = TRAIN_PRESETS["synthetic-tiny"]
     base = FineLIP.from_pretrained("tiny-synthetic-clip")
-    model = build_model(preset["model"], **preset["model_overrides"])
+    model = load_model(preset["model"], **preset["model_overrides"])
     assert model.context_length == 248 and model.config.use_atrm and model.config.loss == "global+fine"
     assert torch.equal(model.text.position_table[:20], base.text.position_table[:20])
     assert model.text.transformer.embeddings.position_embedding.frozen.shape[0] == 20
