@@ -18,7 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from finelip_kit import create_model, get_tokenizer
 from finelip_kit.data import Collate, PairDataset, SyntheticScenes, clip_transform
-from finelip_kit.train import TRAIN_PRESETS, parameter_groups
+from finelip_kit.recipe import TRAIN_PRESETS
+from finelip_kit.train import parameter_groups
 
 
 def matmul_throughput(size: int = 2048, repeats: int = 5) -> float:

@@ -8,7 +8,7 @@ from .positional import stretch_position_embedding
 from .tokenizer import get_tokenizer
 from .towers import Features, TextTower, VisionTower
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = [
     "ATRM",
     "Features",

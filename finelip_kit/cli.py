@@ -1,8 +1,9 @@
 """``finelip`` command line.
 
     finelip train --preset synthetic-tiny --out runs/x [--data synthetic|<name>|<path>] [--set key=value ...]
+                  (the one recipe, finelip_kit.recipe.run: writes runs/x/ and the record runs/x.json)
     finelip pretrain-tiny --out <dir>   (rebuilds the packaged tiny-synthetic-clip)
-    finelip eval --model <dir> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
+    finelip eval --model <spec> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
     finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
 
@@ -47,54 +48,62 @@ def parse_value(text: str):
     return text
 
 
-def split_settings(settings: list[str]) -> tuple[dict, dict, dict]:
-    """``key=value`` pairs → (training options, ``model.*`` overrides, ``data.*`` synthetic-data overrides)."""
-    train, model, data = {}, {}, {}
+def parse_settings(settings: list[str]) -> dict:
+    """``key=value`` pairs → settings (keys in any form of the vocabulary, ``finelip_kit.settings``)."""
+    out = {}
     for setting in settings:
         if "=" not in setting:
             raise SystemExit(f"--set expects key=value, got {setting!r}")
         key, value = setting.split("=", 1)
-        value = parse_value(value)
-        if key.startswith("model."):
-            model[key[len("model."):]] = value
-        elif key.startswith("data."):
-            data[key[len("data."):]] = value
-        else:
-            train[key] = value
-    return train, model, data
+        out[key.strip()] = parse_value(value)
+    return out
 
 
 def train(args: argparse.Namespace) -> int:
-    from .train import TRAIN_PRESETS, prepare_training
+    from .recipe import RunSpec, run
+    from .settings import normalise
+    from .recipe import TRAIN_PRESETS
 
-    train_options, model_options, data_options = split_settings(args.set or [])
-    preset = TRAIN_PRESETS[args.preset]
-    trainer = prepare_training(args.preset, args.out, data=args.data, data_root=args.data_root, model=args.model,
-                               train_split=args.train_split, eval_data=args.eval_data, eval_split=args.eval_split,
-                               eval_size=args.eval_size, train_options=train_options, model_options=model_options,
-                               data_options=data_options)
-    config, spec = trainer.config, args.model or preset["model"]
-    history = trainer.fit()
-    print(f"trained {config.steps or config.epochs} {'steps' if config.steps else 'epochs'}; run folder: {args.out}")
-    final = next((r for r in reversed(history) if r.get("final")), None)
-    if final:
-        print(summary_table(final))
-        if spec == preset["model"] and preset["model"] == "tiny-synthetic-clip":
-            from .assets import asset_metrics
-
-            base = asset_metrics("tiny-synthetic-clip")
-            print(f"reference, the packaged base at 77 tokens: within-group {base['long/group/t2i']:.1f}% "
-                  f"(chance {100 / 4:.0f}%), R@1 {base['long/t2i/R@1']:.1f}% (validation, long captions)")
+    settings = normalise(parse_settings(args.set or []), where="--set")
+    options = {"model.source": args.model, "data.source": args.data, "data.root": args.data_root,
+               "data.train_split": args.train_split, "data.eval_source": args.eval_data, "data.val_split": args.eval_split}
+    for key, value in options.items():
+        if value is not None:
+            if key in settings and settings[key] != value:
+                raise ValueError(f"{key} is given twice: by an option ({value!r}) and by --set ({settings[key]!r}); keep one")
+            settings[key] = value
+    source = settings.get("data.source", TRAIN_PRESETS[args.preset]["data"])
+    if source == "synthetic":
+        settings.setdefault("eval.val_size", args.eval_size)
+    elif settings.get("data.val_split"):
+        settings.setdefault("eval.val_size", None)  # the whole validation split
+    out = Path(args.out)
+    spec = RunSpec(settings=settings, preset=args.preset, name=out.name, results_dir=str(out.parent),
+                   progress=bool(settings.get("train.progress", True)))
+    record = run(spec).record
+    config = record["settings"]
+    budget = f"{config['train.steps']} steps" if config["train.steps"] else f"{config['train.epochs']} epochs"
+    print(f"trained {budget}; run folder: {out}; record: {out.parent / (out.name + '.json')}")
+    for title, metrics in (("validation", record["val_metrics"]), ("test", record["metrics"])):
+        if metrics:
+            print(f"{title} ({record['val_pairs' if title == 'validation' else 'test_pairs']} pairs):")
+            print(summary_table(metrics))
+    if record.get("reference"):
+        reference = record["reference"]["metrics"]
+        print(f"reference, {record['reference']['name']}: within-group {reference.get('global/group/t2i', float('nan')):.1f}%, "
+              f"R@1 {reference['global/t2i/R@1']:.1f}% (test)")
     return 0
 
 
-def summary_table(record: dict) -> str:
-    """A compact text table of a final evaluation record (``eval/<mode>/<metric>`` keys)."""
-    modes = list(dict.fromkeys(key.split("/")[1] for key in record if key.startswith("eval/")))
+def summary_table(metrics: dict) -> str:
+    """A compact text table of retrieval metrics (``<mode>/<metric>`` keys)."""
+    from .config import SCORE_MODES
+
+    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in metrics) if m in SCORE_MODES]
     columns = ("i2t/R@1", "t2i/R@1", "i2t/R@5", "t2i/R@5", "group/i2t", "group/t2i")
     lines = [f"{'mode':<8}" + "".join(f"{c:>11}" for c in columns)]
     for mode in modes:
-        lines.append(f"{mode:<8}" + "".join(f"{record.get(f'eval/{mode}/{c}', float('nan')):>11.1f}" for c in columns))
+        lines.append(f"{mode:<8}" + "".join(f"{metrics.get(f'{mode}/{c}', float('nan')):>11.1f}" for c in columns))
     return "\n".join(lines)
 
 
@@ -171,29 +180,34 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import MODES
     from .pretrain import PRETRAIN
 
-    from .train import TRAIN_PRESETS, TrainConfig
+    from .recipe import TRAIN_PRESETS
+    from .train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="finelip", description="finelip-kit command line")
     commands = parser.add_subparsers(dest="command", required=True)
-    options = "\n".join(f"  {f.name} = {f.default if f.default is not dataclasses.MISSING else f.default_factory()!r}"
+    options = "\n".join(f"  train.{f.name} = {f.default if f.default is not dataclasses.MISSING else f.default_factory()!r}"
                          for f in dataclasses.fields(TrainConfig))
     trainer = commands.add_parser(
         "train",
         help="train a model (CPU or GPU; torchrun for several processes)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="training options for --set key=value (defaults; a preset changes some):\n" + options
-        + "\n\nmodel.<key>=value overrides the model config (model.atrm_k=8, model.text.context_length=77);"
-        "\ndata.<key>=value the synthetic data config (data.grid_size=4).",
+        epilog="--set key=value takes any setting of the vocabulary (finelip_kit.settings): model.<config key>\n"
+        "(model.atrm_k=8, model.text.context_length=77), train.<option> (below), data.<key> (data.source, data.root,\n"
+        "splits, and the synthetic data's fields: data.differing_objects=3), eval.<key> (eval.size=2000,\n"
+        "eval.rerank_k=20, eval.reference=false). A bare option name works when it is unambiguous (steps=50).\n"
+        "The run folder is --out; its record goes beside it (<out>.json).\n\n"
+        "training options (defaults; a preset changes some):\n" + options,
     )
     trainer.add_argument("--preset", choices=sorted(TRAIN_PRESETS), default="synthetic-tiny", help="default: synthetic-tiny")
-    trainer.add_argument("--out", required=True, help="run folder: metrics.jsonl, checkpoints/")
+    trainer.add_argument("--out", required=True, help="run folder: metrics.jsonl, checkpoints/, model/ (the record: <out>.json)")
     trainer.add_argument("--data", help="synthetic, a known dataset name (with --data-root) or a path; default: the preset's")
     trainer.add_argument("--data-root", help="where a known dataset lies")
     trainer.add_argument("--train-split", default="train", help="default: train")
     trainer.add_argument("--eval-data", help="evaluation data (default: --data)")
     trainer.add_argument("--eval-split", help="evaluation split of real data (none: no periodic evaluation)")
-    trainer.add_argument("--eval-size", type=int, default=400, help="synthetic validation pairs (default: 400)")
-    trainer.add_argument("--model", help="model preset, clip:<hub id or dir>, or a checkpoint dir; default: the preset's")
+    trainer.add_argument("--eval-size", type=number_in(0, None, int), default=400,
+                         help="synthetic validation pairs evaluated at the end (default: 400; test pairs: --set eval.size=N)")
+    trainer.add_argument("--model", help=f"the model to start from; default: the preset's. {MODEL_HELP}")
     trainer.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override options (see below)")
     trainer.set_defaults(run=train)
     pretrainer = commands.add_parser("pretrain-tiny", help="rebuild the packaged tiny-synthetic-clip base model",
@@ -204,14 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     pretrainer.set_defaults(run=pretrain_tiny)
     evaluator = commands.add_parser("eval", help="retrieval evaluation (R@1/5/10 both ways, every scoring mode)",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    evaluator.add_argument("--model", required=True, help="finelip-kit checkpoint dir, transformers CLIP dir or hub id, or .pt")
+    evaluator.add_argument("--model", required=True, help=MODEL_HELP)
     evaluator.add_argument("--data", required=True, help="synthetic, a known dataset name (with --data-root) or a path")
     evaluator.add_argument("--data-root", help="where a known dataset lies")
     evaluator.add_argument("--split", default="test")
     evaluator.add_argument("--size", type=number_in(1, None, int), default=2000, help="synthetic test pairs")
     evaluator.add_argument("--modes", nargs="+", choices=MODES,
                            help="default: every mode the model has (fine and fused need CLIM)")
-    evaluator.add_argument("--fuse-weight", type=number_in(0.0, 1.0), default=0.2, help="in [0, 1]")
+    evaluator.add_argument("--fuse-weight", type=number_in(0.0, 1.0),
+                           help="the fused score's CLIM weight, in [0, 1] (default: the model's own fuse_weight)")
     evaluator.add_argument("--rerank-k", type=number_in(1, None, int), help="two-stage scoring: global top-k, then CLIM (k >= 1)")
     evaluator.add_argument("--batch-size", type=number_in(1, None, int), default=64)
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
@@ -222,8 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert weights: to a transformers text encoder, a transformers CLIPModel, or a finelip-kit checkpoint",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    exporter.add_argument("--from", dest="source", required=True,
-                          help="finelip-kit checkpoint dir, transformers CLIP dir or hub id, or OpenAI/Long-CLIP .pt")
+    exporter.add_argument("--from", dest="source", required=True, help=MODEL_HELP)
     exporter.add_argument("--to", required=True, help="output directory")
     exporter.add_argument("--what", choices=("text", "clip", "finelip"), default="text",
                           help="text: CLIPTextModelWithProjection + tokenizer (for diffusers); clip: CLIPModel; "
@@ -239,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     gridder.add_argument("--dry-run", action="store_true", help="list the points and exit")
     gridder.set_defaults(run=grid)
     return parser
+
+
+MODEL_HELP = ("a model: preset:<name> or a bare preset name (tiny, clip-b16, clip-l14: fresh weights), a packaged name "
+              "(tiny-synthetic-clip), a finelip-kit checkpoint dir, a transformers CLIP dir, hf:<hub id> or org/name, "
+              "or an OpenAI / Long-CLIP .pt")
 
 
 def number_in(low: float, high: float | None, kind: type = float):

@@ -23,6 +23,22 @@ REDUCTIONS = ("sum", "mean")
 SCORE_MODES = ("global", "fine", "fused")
 
 
+class SettingError(KeyError, ValueError):
+    """An unknown or ambiguous setting key; the message names the key, its section and the
+    closest keys. A ``KeyError`` (a missing key) and a ``ValueError`` (bad input) both. The
+    settings vocabulary (``finelip_kit.settings``) raises it for every section; it lives here,
+    at the bottom of the kit, because the model config's keys are checked here."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def closest(name: str, candidates, n: int = 3) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -220,33 +236,51 @@ class FineLIPConfig:
         rest = {k: v for k, v in data.items() if k not in ("vision", "text")}
         return cls(vision=VisionConfig(**vision), text=TextConfig(**text), **rest)
 
+    @staticmethod
+    def keys() -> list[str]:
+        """Every config key in ``replace``'s form: ``atrm_k``, ``vision.width``, ``text.stretch``."""
+        top = [f.name for f in dataclasses.fields(FineLIPConfig) if f.name not in ("vision", "text")]
+        return (top + [f"vision.{f.name}" for f in dataclasses.fields(VisionConfig)]
+                + [f"text.{f.name}" for f in dataclasses.fields(TextConfig)])
+
+    @staticmethod
+    def key(name: str) -> str:
+        """A config key from any name the settings vocabulary allows for it: the key itself,
+        ``model.<key>``, or a bare tower field that only one tower has (``context_length``,
+        ``stretch`` → ``text.*``). Otherwise a ``SettingError`` naming the closest keys."""
+        keys = FineLIPConfig.keys()
+        bare = name[len("model."):] if isinstance(name, str) and name.startswith("model.") else name
+        if bare in keys:
+            return bare
+        towers = [f"{tower}.{bare}" for tower in ("vision", "text") if f"{tower}.{bare}" in keys]
+        if len(towers) == 1:
+            return towers[0]
+        if towers:
+            raise SettingError(f"setting {name!r} is ambiguous: write {' or '.join('model.' + t for t in towers)}")
+        close = [f"model.{c}" for c in closest(bare, keys)]
+        raise SettingError(f"unknown setting 'model.{bare}': section 'model' has no key {bare!r}"
+                           + (f"; did you mean {close}?" if close else "") + f" (model.* keys: source, {', '.join(keys)})")
+
     def replace(self, **overrides: Any) -> "FineLIPConfig":
-        """A validated copy with overrides; ``"text.context_length"`` style keys reach the towers."""
+        """A validated copy with overrides. Keys in any form ``FineLIPConfig.key`` takes
+        (``atrm_k``, ``"text.context_length"``, ``context_length``, ``stretch``); an unknown key
+        is a ``SettingError`` naming the closest keys. Applied in order: a later name for the
+        same key wins."""
         data = self.to_dict()
         for key, value in overrides.items():
-            target, name = data, key
-            if "." in key:
-                section, name = key.split(".", 1)
-                if section not in ("vision", "text"):
-                    raise KeyError(f"unknown config section {section!r} in override {key!r}; use 'vision.' or 'text.'")
+            target, name = data, FineLIPConfig.key(key)
+            if "." in name:
+                section, name = name.split(".", 1)
                 target = data[section]
-            if name not in target:
-                raise KeyError(f"unknown config key {key!r}; known keys: {sorted(_all_keys(data))}")
             target[name] = value
         return FineLIPConfig.from_dict(data)
-
-
-def _all_keys(data: dict[str, Any]) -> list[str]:
-    keys = [k for k in data if k not in ("vision", "text")]
-    keys += [f"vision.{k}" for k in data["vision"]] + [f"text.{k}" for k in data["text"]]
-    return keys
 
 
 def _check_keys(where: str, data: dict[str, Any], cls: type) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise KeyError(f"{where} has unknown keys {unknown}; known keys are {sorted(known)}")
+        raise SettingError(f"{where} has unknown keys {unknown}; known keys are {sorted(known)}")
 
 
 def _paper_k(num_patches: int) -> int:

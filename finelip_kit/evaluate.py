@@ -18,10 +18,11 @@ import torch
 from einops import rearrange
 
 from .clim import DEFAULT_CHUNK_BYTES
+from .config import SCORE_MODES
 from .model import FineLIP, global_similarity
 from .towers import Features
 
-MODES = ("global", "fine", "fused")
+MODES = SCORE_MODES  # the scoring modes, named once in config
 
 
 @dataclass

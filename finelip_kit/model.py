@@ -21,9 +21,10 @@ from torch import nn
 
 from .atrm import ATRM
 from .clim import DEFAULT_CHUNK_BYTES, clim_scores
-from .config import FineLIPConfig, preset
+from .config import SCORE_MODES, FineLIPConfig, preset
 from .losses import gather_no_grad, gather_with_grad, info_nce, positives_from_ids, primary_component_loss, triplet_loss, world
 from .towers import Features, TextTower, VisionTower
+from .weights import load as weights_load
 
 
 class FineLIP(nn.Module):
@@ -53,31 +54,23 @@ class FineLIP(nn.Module):
         ``"text.freeze_kept_positions"=False``, ...), and ``vision_timm=name`` or ``(name, file)``
         or ``(name, file, timm_kwargs)`` to take the image tower from a timm CLIP ViT instead.
         """
-        from .pretrained import from_clip
-
-        return from_clip(source, **overrides)
+        return weights_load.from_clip(cls, source, **overrides)
 
     @classmethod
     def from_openai_checkpoint(cls, path: str, **overrides: Any) -> "FineLIP":
         """Start from an OpenAI-format ``.pt`` (OpenAI CLIP, or Long-CLIP's ``longclip-B/L.pt``,
         whose effective position table — base rows < 20, residual rows after — is kept exactly)."""
-        from .pretrained import from_openai_checkpoint
-
-        return from_openai_checkpoint(path, **overrides)
+        return weights_load.from_openai_checkpoint(cls, path, **overrides)
 
     @classmethod
     def from_pretrained(cls, directory: str, **overrides: Any) -> "FineLIP":
         """Restore a ``save_pretrained`` directory exactly; with config ``overrides``, start a new
         configuration from it (e.g. a 77-token base stretched to 248 with ATRM on)."""
-        from .pretrained import load_pretrained
-
-        return load_pretrained(directory, **overrides)
+        return weights_load.load_pretrained(cls, directory, **overrides)
 
     def save_pretrained(self, directory: str, tokenizer=None) -> None:
         """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``."""
-        from .pretrained import save_pretrained
-
-        save_pretrained(self, directory, tokenizer)
+        weights_load.save_pretrained(self, directory, tokenizer)
 
     # ---------------------------------------------------------------- encoding
     def encode_image(self, images: torch.Tensor, fine: bool = True) -> Features:
@@ -118,8 +111,8 @@ class FineLIP(nn.Module):
         ``(1 - w)·global + w·fine`` (FineLIP*: w = 0.2)."""
         mode = mode or self.config.score_mode
         weight = self.config.fuse_weight if fuse_weight is None else fuse_weight
-        if mode not in ("global", "fine", "fused"):
-            raise ValueError(f"mode must be 'global', 'fine' or 'fused', got {mode!r}")
+        if mode not in SCORE_MODES:
+            raise ValueError(f"mode must be one of {SCORE_MODES}, got {mode!r}")
         if mode != "global" and not self.config.use_clim:
             raise ValueError(f"mode {mode!r} needs CLIM, but this model has use_clim=False; use mode='global'")
         if mode == "global":

@@ -65,7 +65,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
     fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
-    hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs
+    hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs ...
+    hardest_after_steps: int | None = None  # ... or after this many optimiser steps (set one of the two)
     group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"
@@ -102,6 +103,13 @@ class TrainConfig:
             (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
             (self.fine_ramp_epochs >= 0, f"fine_ramp_epochs must be >= 0, got {self.fine_ramp_epochs}"),
+            (self.hardest_after_epochs is None or self.hardest_after_epochs >= 0,
+             f"hardest_after_epochs must be >= 0 or None, got {self.hardest_after_epochs}"),
+            (self.hardest_after_steps is None or (isinstance(self.hardest_after_steps, int) and self.hardest_after_steps >= 0),
+             f"hardest_after_steps must be an integer >= 0 or None, got {self.hardest_after_steps!r}"),
+            (self.hardest_after_steps is None or self.hardest_after_epochs is None,
+             f"set hardest_after_steps or hardest_after_epochs, not both (got {self.hardest_after_steps} steps and "
+             f"{self.hardest_after_epochs} epochs)"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
             (self.max_nonfinite >= 1, f"max_nonfinite must be >= 1, got {self.max_nonfinite}"),
@@ -214,8 +222,10 @@ class SeededPairs(PairDataset):
 # ----------------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None,
-                 on_log: Callable[[dict[str, Any]], None] | None = None):
+                 on_log: Callable[[dict[str, Any]], None] | None = None, final_eval: bool = True):
+        """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end."""
         self.config = config
+        self.final_eval = final_eval
         self.on_log = on_log  # called with every logged record on the main process (live plots)
         self.rank, self.world_size = world()
         self.is_main = self.rank == 0
@@ -284,7 +294,7 @@ class Trainer:
             self._set_lr()  # the schedule, for the next step
             self._log(terms, finite, micro, lrs, data_seconds, time.perf_counter() - tick, bar)
             if cfg.eval_every and self.eval_data is not None and self.step % cfg.eval_every == 0 and not self._done():
-                self._write_log({"step": self.step, **self.evaluate()})
+                self.write_log({"step": self.step, **self.evaluate()})
             if cfg.save_every and self.step % cfg.save_every == 0 and not self._done():
                 self.save_checkpoint()
         bar.close()
@@ -293,8 +303,8 @@ class Trainer:
                 f"every one of the {self.steps_run} training step(s) had a non-finite loss and was skipped: the model "
                 f"did not train. Check fine_weight / learning rates for inf or very large values, or use fp32"
             )
-        if self.eval_data is not None:
-            self._write_log({"step": self.step, "final": True, **self.evaluate()})
+        if self.eval_data is not None and self.final_eval:
+            self.write_log({"step": self.step, "final": True, **self.evaluate()})
         self.save_checkpoint()
         return self.history
 
@@ -426,8 +436,13 @@ class Trainer:
         return base if ramp == 0 else base * min(1.0, self._epoch_progress() / ramp)
 
     def _negatives(self) -> str | None:
-        after = self.config.hardest_after_epochs
-        return "hardest" if after is not None and self._epoch_progress() >= after else None
+        """The one place the hardest-negatives switch is decided: from ``hardest_after_steps``
+        (counted in optimiser steps) or ``hardest_after_epochs`` (in epochs of this run's data);
+        before it, and without either, the model's own ``negatives`` setting applies."""
+        steps, epochs = self.config.hardest_after_steps, self.config.hardest_after_epochs
+        if steps is not None:
+            return "hardest" if self.step >= steps else None
+        return "hardest" if epochs is not None and self._epoch_progress() >= epochs else None
 
     def _progress(self) -> float:
         """Fraction of the cosine phase done: by wall time with ``train_minutes``, else by steps."""
@@ -469,7 +484,7 @@ class Trainer:
         if not finite and self.is_main:
             print(f"step {self.step}: non-finite loss {terms}; update skipped ({self.nonfinite_total} so far)")
         if self.step % self.config.log_every == 0 or self.step == 1 or self._done():
-            self._write_log(record)
+            self.write_log(record)
         if self.is_main:
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{record['lr_new']:.2e}", sps=record["samples_per_s"])
@@ -479,7 +494,8 @@ class Trainer:
         lrs = [g["lr"] for g in self.optimizer.param_groups if g["kind"] == kind]
         return lrs[0] if lrs else None
 
-    def _write_log(self, record: dict[str, Any]) -> None:
+    def write_log(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to the history and, on the main process, to ``metrics.jsonl`` (and TensorBoard)."""
         self.history.append(record)
         if not self.is_main:
             return
@@ -528,7 +544,7 @@ class Trainer:
             if self.world_size > 1:
                 dist.barrier()
             return None
-        from .pretrained import save_pretrained
+        from .weights.load import save_pretrained
 
         root = self.out_dir / CHECKPOINTS
         final = root / f"step_{self.step:07d}"
@@ -570,7 +586,8 @@ class Trainer:
 
     def load_checkpoint(self, where: str | Path) -> Path:
         """Restore weights, optimiser, schedule, position in the data and RNG states."""
-        from .pretrained import WEIGHTS_FILE, check_weights, read_state_dict
+        from .weights.files import WEIGHTS_FILE, read_state_dict
+        from .weights.load import check_weights
 
         path = latest_checkpoint(self.out_dir) if str(where) == "latest" else Path(where)
         if path is None:
@@ -757,86 +774,3 @@ def _python_state_to_tensors(state):
 def _python_state_from_tensors(state):
     version, internal, gauss = state
     return (version, tuple(int(x) for x in internal.tolist()), gauss)
-
-
-# ----------------------------------------------------------------------------- presets
-# A preset names the model to start from, the data, and the training options.
-# "model": anything ``load_model`` resolves (a preset name: fresh weights; "clip:<hub id or dir>";
-#          a finelip-kit checkpoint directory or a packaged model name); "model_overrides": config
-#          changes applied on loading (the command line's model.* settings go on top).
-_PAPER_RECIPE = dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
-                     weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
-                     num_workers=8, eval_every=2000, save_every=1000)
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # The CPU default behind the notebooks and the ablation grid: a few minutes on 2 cores.
-    # FineLIP's choices on top of the packaged 77-token base: stretch to 248 (kps, first 20
-    # rows frozen), ATRM, CLIM, InfoNCE + triplet.
-    "synthetic-tiny": {
-        "model": "tiny-synthetic-clip",
-        "model_overrides": {"text.context_length": 248, "text.stretch": "kps", "text.freeze_kept_positions": True,
-                            "use_atrm": True, "use_clim": True, "atrm_k": 16, "loss": "global+fine",
-                            "fine_weight": 1.0, "triplet_reduction": "mean"},
-        "data": "synthetic",
-        "train": dict(steps=300, batch_size=64, lr_backbone=2e-4, lr_new=1e-3, warmup_steps=20, eval_every=None),
-    },
-    # FineLIP's recipe on ShareGPT4V: 6 epochs, lr 1e-6 / 2e-4, wd 0.01, 200 warm-up steps, batch 128 x 4.
-    "paper-b16": {"model": "clip:openai/clip-vit-base-patch16", "data": "sharegpt4v", "train": _PAPER_RECIPE},
-    "paper-l14": {"model": "clip:openai/clip-vit-large-patch14", "data": "sharegpt4v", "train": _PAPER_RECIPE},
-}
-
-
-def train_config(preset: str = "synthetic-tiny", **overrides: Any) -> TrainConfig:
-    """The ``TrainConfig`` of a preset, with overrides."""
-    if preset not in TRAIN_PRESETS:
-        raise KeyError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise KeyError(f"unknown training options {unknown}; known: {sorted(known)}")
-    return TrainConfig(**{**TRAIN_PRESETS[preset]["train"], **overrides})
-
-
-def prepare_training(
-    preset: str = "synthetic-tiny",
-    out_dir: str = "runs/finelip",
-    data: str | None = None,
-    data_root: str | None = None,
-    model: str | None = None,
-    train_split: str = "train",
-    eval_data: str | None = None,
-    eval_split: str | None = None,
-    eval_size: int = 400,
-    train_options: dict[str, Any] | None = None,
-    model_options: dict[str, Any] | None = None,
-    data_options: dict[str, Any] | None = None,
-    on_log: Callable[[dict[str, Any]], None] | None = None,
-) -> Trainer:
-    """A ready ``Trainer`` for a preset (what ``finelip train`` and ``notebooks/02_train`` run).
-
-    ``data``: ``"synthetic"``, a known dataset name (with ``data_root``) or a path; default the
-    preset's. ``model``: anything ``load_model`` takes; default the preset's, with the
-    preset's ``model_overrides``. ``*_options``: ``TrainConfig`` fields, model config overrides
-    (``atrm_k``, ``text.context_length``), ``SyntheticConfig`` fields. Synthetic data is evaluated
-    on ``eval_size`` validation pairs; real data on ``eval_split`` when given.
-    """
-    from .data import SyntheticConfig, SyntheticScenes, load_pairs
-    from .pretrained import load_model
-
-    spec = TRAIN_PRESETS[preset] if preset in TRAIN_PRESETS else None
-    if spec is None:
-        raise KeyError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    config = train_config(preset, out_dir=out_dir, **(train_options or {}))
-    data = data or spec["data"]
-    if data == "synthetic":
-        synthetic = SyntheticConfig(**(data_options or {}))
-        train_data = SyntheticScenes(synthetic, split="train")
-        evaluation = SyntheticScenes(synthetic, split="val", size=eval_size) if eval_size else None
-    else:
-        if data_options:
-            raise ValueError(f"data options {sorted(data_options)} apply to the synthetic data only, not {data!r}")
-        train_data = load_pairs(data, split=train_split, root=data_root)
-        evaluation = load_pairs(eval_data or data, split=eval_split, root=data_root) if eval_split else None
-    torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
-    model = model or spec["model"]
-    overrides = {**(spec.get("model_overrides", {}) if model == spec["model"] else {}), **(model_options or {})}
-    return Trainer(load_model(model, **overrides), train_data, config, eval_data=evaluation, on_log=on_log)

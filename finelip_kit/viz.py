@@ -391,17 +391,17 @@ class AlignmentExplorer:
 
 
 def demo_model(model: str | None = "auto", steps: int = 300, batch_size: int = 64, out_dir: str = "runs/alignment"):
-    """A model to look at: ``"auto"`` loads the `make demo` result (``ablations/results/default/model``)
-    if it exists, else fine-tunes the ``synthetic-tiny`` preset for ``steps`` into ``out_dir``;
+    """A model to look at: ``"auto"`` loads the `make demo` result (``ablations/results/default/model``
+    in the kit's checkout, wherever the notebook runs from) if it exists, else fine-tunes the
+    ``synthetic-tiny`` preset for ``steps`` through the one recipe into ``out_dir/model``;
     ``None`` always trains; anything else is loaded with ``load_model`` (a checkpoint dir, ...)."""
-    from .ablation import run_point, validate_parameters
     from .pretrained import load_model
+    from .recipe import DEMO_MODEL, RunSpec, run
 
     if model == "auto":
-        made = Path("ablations/results/default/model")
-        model = str(made) if made.is_dir() else None
+        model = str(DEMO_MODEL) if DEMO_MODEL.is_dir() else None
     if model is None:
-        params = validate_parameters(steps=steps, batch_size=batch_size, eval_size=64, reference=False,
-                                     results_dir=out_dir, run_name="model", progress=False)
-        model = run_point(params)["model_dir"]
+        spec = RunSpec(settings={"steps": steps, "batch_size": batch_size, "eval.size": 64, "eval.reference": False},
+                       name="model", results_dir=out_dir, progress=False)
+        model = run(spec).record["model_dir"]
     return load_model(model)

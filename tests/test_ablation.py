@@ -35,13 +35,19 @@ def test_defaults_are_the_synthetic_tiny_preset_and_map_to_model_overrides():
     assert params.model_overrides() == {
         "use_atrm": True, "atrm_k": 16, "atrm_k_text": None, "use_clim": True, "text.stretch": "kps",
         "text.context_length": 248, "loss": "global+fine", "fine_weight": 1.0, "score_mode": "global",
-        "negatives": "sum",
     }
-    assert validate_parameters(negatives="hardest", hardest_after_steps=0).model_overrides()["negatives"] == "hardest"
+    # The hardest-negatives switch is the trainer's alone (train.hardest_after_steps), from step 0 too;
+    # the model's own `negatives` setting is left as the preset has it.
+    assert validate_parameters().to_settings()["train.hardest_after_steps"] is None
+    hardest = validate_parameters(negatives="hardest", hardest_after_steps=0).to_settings()
+    assert hardest["train.hardest_after_steps"] == 0 and "model.negatives" not in hardest
 
 
 @pytest.mark.parametrize("parameters, message", [
     ({"atrmk": 16}, r"unknown grid parameter\(s\) \['atrmk'\]"),
+    ({"settings": {"model.atrmk": 3}}, r"unknown setting 'model.atrmk'.*did you mean \['model.atrm_k'"),
+    ({"settings": {"model.atrm_k": 3}}, r"'model.atrm_k' is the grid parameter 'atrm_k'; set atrm_k instead"),
+    ({"settings": ["data.differing_objects"]}, r"parameter settings must be dict \| None"),
     ({"atrm_k": "16"}, r"parameter atrm_k must be int, got '16'"),
     ({"atrm_k": 0}, "parameter atrm_k must be >= 1, got 0"),
     ({"atrm_k": True}, "parameter atrm_k must be int, got True"),

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from finelip_kit import FineLIP
-from finelip_kit.assets import asset_metrics, asset_names
+from finelip_kit.weights.assets import asset_metrics, asset_names
 from finelip_kit.data.synthetic import vocabulary_token_ids
 from finelip_kit.pretrained import load_model
-from finelip_kit.train import TRAIN_PRESETS
+from finelip_kit.recipe import TRAIN_PRESETS
 
 
 def test_tiny_base_loads_by_name_with_a_77_token_context():

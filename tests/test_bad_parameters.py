@@ -17,7 +17,8 @@ from finelip_kit.cli import main as cli_main
 from finelip_kit.data import SyntheticConfig, SyntheticScenes
 from finelip_kit.data.transforms import to_rgb
 from finelip_kit.evaluate import evaluate_retrieval
-from finelip_kit.train import Trainer, TrainConfig, train_config
+from finelip_kit.recipe import train_config
+from finelip_kit.train import Trainer, TrainConfig
 
 from test_train import SMALL, tiny  # the small model of the training tests (32 px, 200 tokens, K = 4)
 
@@ -174,7 +175,7 @@ def test_a_dark_16_bit_image_stays_dark():
     ("steps=0", "steps must be an integer >= 1"),
     ("lr_new=inf", "training setting lr_new must be finite"),
     ("batch_size=1", "batch_size must be an integer >= 2"),
-    ("bogus=1", "unknown training options"),
+    ("bogus=1", "unknown setting 'bogus'"),
     ("model.atrm_k=0", "atrm_k must be an integer >= 1"),
     ("model.atrm_k=99", "atrm_k must be <= the image's 64 patch tokens (64px / patch 8), got 99"),
 ])
@@ -246,5 +247,5 @@ def test_identical_points_written_two_ways_are_one_point(tmp_path):
 
 
 def test_train_config_errors_name_unknown_keys():
-    with pytest.raises(KeyError, match="unknown training options"):
+    with pytest.raises(KeyError, match="unknown setting 'train.lr'"):
         train_config("synthetic-tiny", lr=1.0)

@@ -47,7 +47,7 @@ def test_quickstart_trains_evaluates_and_compares_with_the_77_token_base(tmp_pat
 
 def test_train_notebook_takes_options_and_saves_the_model(tmp_path):
     execute("notebooks/02_train.ipynb", tmp_path / "out.ipynb", out_dir="run", eval_size=16,
-            train_options={"steps": 3, "batch_size": 8}, model_options={"atrm_k": 4})
+            settings={"train.steps": 3, "train.batch_size": 8, "model.atrm_k": 4, "eval.size": 16})
     logged = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss" in r] == [1, 3]
     assert any(r.get("final") and "eval/global/group/t2i" in r for r in logged)

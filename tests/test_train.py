@@ -16,7 +16,8 @@ import torch
 from finelip_kit import create_model
 from finelip_kit.data import SyntheticConfig, SyntheticScenes
 from finelip_kit.pretrained import read_state_dict
-from finelip_kit.train import EpochSampler, TrainConfig, Trainer, latest_checkpoint, lr_factor, parameter_groups, train_config
+from finelip_kit.recipe import train_config
+from finelip_kit.train import EpochSampler, TrainConfig, Trainer, latest_checkpoint, lr_factor, parameter_groups
 
 SMALL = {"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4}
 
@@ -112,7 +113,7 @@ def test_train_config_validation_and_presets():
     paper = train_config("paper-b16")
     assert (paper.lr_backbone, paper.lr_new, paper.weight_decay, paper.warmup_steps) == (1e-6, 2e-4, 0.01, 200)
     assert (paper.epochs, paper.batch_size, paper.accumulation, paper.fine_ramp_epochs) == (6, 128, 4, 1.0)
-    with pytest.raises(KeyError, match="unknown training options \\['lr'\\]"):
+    with pytest.raises(KeyError, match=r"unknown setting 'train.lr'.*did you mean \['train.lr_backbone'"):
         train_config("synthetic-tiny", lr=1)
 
 

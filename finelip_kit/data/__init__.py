@@ -1,12 +1,13 @@
 """Data: the embedded synthetic benchmark, real long-caption datasets, transforms and collate."""
 
-from .collate import Collate, PairDataset
+from .collate import CaptionView, Collate, PairDataset
 from .datasets import KNOWN, LoadReport, Pairs, first_sentence, load_pairs, open_image
 from .synthetic import SyntheticConfig, SyntheticScenes, show_samples, to_hf_dataset, write_jsonl
 from .transforms import clip_transform, to_rgb
 
 __all__ = [
     "KNOWN",
+    "CaptionView",
     "Collate",
     "LoadReport",
     "PairDataset",

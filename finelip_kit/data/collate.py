@@ -66,3 +66,20 @@ def _as_int_id(value) -> int:
     if isinstance(value, (int, torch.Tensor)):
         return int(value)
     raise TypeError(f"image_id must be an integer index (load_pairs assigns them), got {value!r}")
+
+
+class CaptionView:
+    """Records whose ``caption`` is taken from another field (``alt_caption``, ``short_caption``)."""
+
+    def __init__(self, records, field: str):
+        self.records, self.field = records, field
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = dict(self.records[index])
+        if self.field not in record:
+            raise KeyError(f"record {index} has no caption field {self.field!r}; its fields: {sorted(record)}")
+        record["caption"] = record[self.field]
+        return record

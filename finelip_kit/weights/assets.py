@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "assets"  # finelip_kit/assets/<name>/
 TOKEN_ROWS = "text.transformer.embeddings.token_embedding.weight"
 
 
@@ -36,7 +36,7 @@ def save_asset(model, directory: str | Path, used_rows: torch.Tensor, metrics: d
     reduced to ``used_rows``), ``metrics.json``."""
     from safetensors.torch import save_file
 
-    from . import __version__
+    from .._version import __version__
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,155 @@
+"""Reading records back: one row per run, tables of mean ± std over seeds, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import SCORE_MODES
+from ..records import read_record
+from ..settings import all_keys, canonical, short_name
+
+
+def summary_frame(record: dict[str, Any]):
+    """Rows: scoring modes (and the reference); columns: R@1/5/10 both ways, within-group accuracy."""
+    import pandas as pd
+
+    columns = ["t2i/R@1", "i2t/R@1", "t2i/R@5", "i2t/R@5", "t2i/R@10", "i2t/R@10", "group/t2i", "group/i2t"]
+    rows = {}
+    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in record["metrics"]) if m in SCORE_MODES]
+    for mode in modes:
+        rows[mode] = [record["metrics"].get(f"{mode}/{c}") for c in columns]
+    if record.get("reference"):
+        rows["reference: " + record["reference"]["name"]] = [record["reference"]["metrics"].get(f"global/{c}") for c in columns]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).round(1)
+
+
+# ----------------------------------------------------------------------------- reading records
+def load_records(results_dir: str | Path, status: str | None = None):
+    """Every record under ``results_dir`` (recursively; any version the kit has written, see
+    ``finelip_kit.records``) as a DataFrame: one row per record, a column per setting (named by
+    its short alias where it has one — ``atrm_k``, ``pe_mode`` — else by its dotted key —
+    ``data.differing_objects``), metric columns (``global/t2i/R@1``, ...), ``val/<metric>``,
+    ``reference/<metric>``, ``status``, ``run_name``, ``preset``, ``path``. Files that are not
+    records are skipped and counted in ``frame.attrs["skipped"]``."""
+    import pandas as pd
+
+    rows, skipped = [], []
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist; run a grid point first "
+                                f"(papermill ablations/grid.ipynb out.ipynb) or point at ablations/runs/<grid>")
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        if (path.parent / "model.safetensors").is_file() or path.parent.name.startswith("step_"):
+            continue  # a saved model's or checkpoint's own config, not a record
+        record = read_record(path)
+        if record is None:
+            skipped.append(str(path))
+            continue
+        row = {"run_name": record["run_name"], "status": record["status"], "preset": record.get("preset"),
+               "path": str(path)}
+        row.update({short_name(k): _cell(v) for k, v in (record.get("settings") or {}).items()})
+        row.update(record.get("metrics") or {})
+        row.update({f"val/{k}": v for k, v in (record.get("val_metrics") or {}).items()})
+        if record.get("reference"):
+            row.update({f"reference/{k}": v for k, v in record["reference"]["metrics"].items()})
+        row["total_s"] = (record.get("timings") or {}).get("total_s")
+        row["error"] = record.get("error")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if status is not None and not frame.empty:
+        frame = frame[frame["status"] == status].reset_index(drop=True)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def parameter_columns(frame) -> list[str]:
+    """The setting columns that take more than one value in ``frame``, model settings first,
+    then training, data and evaluation (the order of the vocabulary)."""
+    order = {short_name(key): i for i, key in enumerate(all_keys())}
+    names = sorted((c for c in frame.columns if c in order), key=order.get)
+    return [n for n in names if frame[n].astype(str).nunique() > 1]
+
+
+def column(frame, name: str) -> str:
+    """The frame's column for a setting named any way the vocabulary allows (``atrm_k``,
+    ``model.atrm_k``) or a metric; KeyError naming the columns when there is none."""
+    if name in frame:
+        return name
+    try:
+        shown = short_name(canonical(name))
+    except ValueError:
+        shown = None
+    if shown in frame:
+        return shown
+    raise KeyError(f"column {name!r} is not in the records; settings that vary: {parameter_columns(frame)}")
+
+
+def _cell(value: Any) -> Any:
+    return str(value) if isinstance(value, (list, dict)) else value
+
+
+def metric_columns(frame) -> list[str]:
+    return [c for c in frame.columns if "/" in c and not c.startswith("reference/")]
+
+
+def ablation_table(frame, metric: str = "global/group/t2i", by: list[str] | None = None,
+                   baseline: dict[str, Any] | None = None):
+    """Mean ± std of ``metric`` over seeds for each setting of ``by`` (default: every varied
+    parameter but the seed), sorted best first; with ``baseline`` (a setting), a ``delta`` column."""
+    import pandas as pd
+
+    if metric not in frame:
+        raise KeyError(f"metric {metric!r} is not in the records; choose one of {metric_columns(frame)}")
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    by = [column(ok, c) for c in by] if by is not None else [c for c in parameter_columns(ok) if c != "seed"]
+    baseline = {column(ok, k): v for k, v in baseline.items()} if baseline is not None else None
+    if not by:
+        ok = ok.assign(setting="all")
+        by = ["setting"]
+    keys = ok[by].astype(str)
+    grouped = ok.assign(**{c: keys[c] for c in by}).groupby(by, sort=False)[metric]
+    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std().fillna(0.0), "n": grouped.count()})
+    table = table.sort_values("mean", ascending=False)
+    if baseline is not None:
+        index = tuple(str(baseline[c]) for c in by) if len(by) > 1 else str(baseline[by[0]])
+        if index not in table.index:
+            raise KeyError(f"baseline {baseline} is not a setting in the table; settings: {list(table.index)}")
+        table["delta"] = table["mean"] - table.loc[index, "mean"]
+    return table
+
+
+def plot_ablation(frame, metric: str = "global/group/t2i", x: str = "atrm_k", group: str | None = None, ax=None):
+    """``metric`` (mean ± std over seeds) against setting ``x``, one line per value of ``group``
+    (settings named by their short alias or dotted key: ``atrm_k``, ``data.differing_objects``);
+    the reference row's value, where records carry one, as a dashed line. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if metric not in ok:
+        raise KeyError(f"column {metric!r} is not in the records")
+    x, group = column(ok, x), (column(ok, group) if group else None)
+    groups = ok.groupby(ok[group].astype(str)) if group else [(None, ok)]
+    for label, part in groups:
+        stats = part.groupby(part[x].astype(str), sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
+        stats = stats.loc[sorted(stats.index, key=_sort_key)]
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3,
+                    label=f"{group}={label}" if group else metric)
+    reference = f"reference/{metric}"
+    if reference in ok and ok[reference].notna().any():
+        ax.axhline(ok[reference].mean(), color="grey", linestyle="--", label="reference (before fine-tuning)")
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def _sort_key(value: str):
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+

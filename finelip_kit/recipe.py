@@ -1,0 +1,254 @@
+"""The one run recipe: a run specification → model + data + TrainConfig → Trainer → evaluation → one record.
+
+    from finelip_kit.recipe import RunSpec, run
+    result = run(RunSpec(settings={"atrm_k": 8, "train.steps": 50}, name="k8", results_dir="runs"))
+    result.record["metrics"]["global/group/t2i"]
+
+``finelip train``, ``ablations/grid.ipynb`` (one grid point), ``notebooks/01_quickstart``,
+``notebooks/02_train``, the calibration grid and ``finelip pretrain-tiny`` all call ``run``.
+A run is a training preset (``TRAIN_PRESETS``) plus settings in the one vocabulary
+(``finelip_kit.settings``: ``model.*``, ``train.*``, ``data.*``, ``eval.*``). It writes its
+folder ``<results_dir>/<name>/`` (training log, checkpoints, the model) and its record
+``<results_dir>/<name>.json`` (``finelip_kit.records``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from .paths import check_name, owned_run_folder
+from .settings import BOOKKEEPING, DataSpec, EvalSpec, SettingError, by_section, canonical, flatten, normalise
+from .train import TrainConfig
+
+
+# Where `make demo` (ablations/grid.ipynb with its defaults) leaves its model, in the kit's checkout.
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "ablations" / "results" / "default" / "model"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a training preset, settings that override it, and where it writes."""
+
+    settings: dict = field(default_factory=dict)  # any key of the vocabulary (dotted, an alias or a bare field)
+    preset: str = "synthetic-tiny"
+    name: str = "run"  # the run folder <results_dir>/<name>/ and the record <results_dir>/<name>.json
+    results_dir: str = "runs"
+    keep_model: bool = True  # save the trained model to <results_dir>/<name>/model
+    keep_checkpoints: bool = True  # False: remove <name>/checkpoints once the run is recorded
+    progress: bool = True
+    requested: dict | None = None  # the parameters as the caller named them (a grid point's), kept in the record
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.results_dir) / check_name(self.name)
+
+
+@dataclass
+class Resolved:
+    """A run's every setting, built and checked: what ``run`` executes and the record reports."""
+
+    model_source: str
+    model_overrides: dict[str, Any]
+    train: Any  # TrainConfig
+    data: DataSpec
+    eval: EvalSpec
+
+    def settings(self, model_config=None) -> dict[str, Any]:
+        """Every measured setting as dotted keys (bookkeeping left out): the record's ``settings``."""
+        from dataclasses import asdict
+
+        model = flatten("model", model_config.to_dict()) if model_config is not None else {
+            f"model.{k}": v for k, v in self.model_overrides.items()}
+        data = {f"data.{k}": v for k, v in asdict(self.data).items() if k != "synthetic"}
+        if self.data.source == "synthetic":
+            from .data.synthetic import SyntheticConfig
+
+            data.update({f"data.{k}": v for k, v in asdict(SyntheticConfig(**self.data.synthetic)).items()})
+        out = {"model.source": self.model_source, **model, **flatten("train", self.train.to_dict()), **data,
+               **flatten("eval", asdict(self.eval))}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if k not in BOOKKEEPING}
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    model: Any  # the trained FineLIP
+    history: list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------- presets
+# A preset names the model to start from, the data, the training options and the evaluation;
+# ``recipe.preset_settings`` turns it into settings of the vocabulary, a run's settings go on top.
+# "model": anything ``load_model`` resolves (a preset name: fresh weights; "clip:<hub id or dir>";
+#          a finelip-kit checkpoint directory or a packaged model name); "model_overrides": config
+#          changes applied on loading that model; "data": the data source; "eval": EvalSpec fields.
+_PAPER_RECIPE = dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
+                     weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
+                     num_workers=8, eval_every=2000, save_every=1000)
+_PAPER_EVAL = dict(size=0, reference=False)
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # The CPU default behind the notebooks and the ablation grid: a few minutes on 2 cores.
+    # FineLIP's choices on top of the packaged 77-token base: stretch to 248 (kps, first 20
+    # rows frozen), ATRM, CLIM, InfoNCE + triplet.
+    "synthetic-tiny": {
+        "model": "tiny-synthetic-clip",
+        "model_overrides": {"text.context_length": 248, "text.stretch": "kps", "text.freeze_kept_positions": True,
+                            "use_atrm": True, "use_clim": True, "atrm_k": 16, "loss": "global+fine",
+                            "fine_weight": 1.0, "triplet_reduction": "mean"},
+        "data": "synthetic",
+        "train": dict(steps=300, batch_size=64, lr_backbone=2e-4, lr_new=1e-3, warmup_steps=20, eval_every=None),
+        "eval": dict(size=1000, reference=True),
+    },
+    # FineLIP's recipe on ShareGPT4V: 6 epochs, lr 1e-6 / 2e-4, wd 0.01, 200 warm-up steps, batch 128 x 4.
+    # ShareGPT4V's splits are train / eval (ShareGPT4V-1k): no test split; name one with data.test_split.
+    "paper-b16": {"model": "clip:openai/clip-vit-base-patch16", "data": "sharegpt4v", "train": _PAPER_RECIPE,
+                  "eval": _PAPER_EVAL},
+    "paper-l14": {"model": "clip:openai/clip-vit-large-patch14", "data": "sharegpt4v", "train": _PAPER_RECIPE,
+                  "eval": _PAPER_EVAL},
+}
+
+
+def train_config(preset: str = "synthetic-tiny", **overrides: Any) -> TrainConfig:
+    """The ``TrainConfig`` of a preset, with ``TrainConfig`` fields overridden (a run's whole
+    specification goes through ``recipe.resolve``; this is its training part alone)."""
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    for key in overrides:
+        canonical(f"train.{key}")  # an unknown option: SettingError naming the closest ones
+    return TrainConfig(**{**TRAIN_PRESETS[preset]["train"], **overrides})
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """A training preset as settings of the vocabulary."""
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    spec = TRAIN_PRESETS[name]
+    return {"model.source": spec["model"], **{f"model.{k}": v for k, v in spec.get("model_overrides", {}).items()},
+            "data.source": spec["data"], **{f"train.{k}": v for k, v in spec["train"].items()},
+            **{f"eval.{k}": v for k, v in spec.get("eval", {}).items()}}
+
+
+def resolve(spec: RunSpec) -> Resolved:
+    """Check and build every setting of ``spec`` (nothing is loaded or trained): the preset's
+    settings, then the run's on top. The preset's model overrides apply to the preset's own
+    model only; naming another ``model.source`` starts from that model as it is."""
+    user = normalise(spec.settings, where=f"run {spec.name!r} settings")
+    if "train.out_dir" in user:
+        raise SettingError(f"train.out_dir is set by the run's results folder and name "
+                           f"({spec.folder}); remove it and set the run's name / results_dir instead")
+    base = preset_settings(spec.preset)
+    if "model.source" in user and user["model.source"] != base["model.source"]:
+        base = {k: v for k, v in base.items() if not k.startswith("model.")}
+    sections = by_section({**base, **user})
+    model = sections["model"]
+    source = model.pop("source")
+    data_fields = {f.name for f in fields(DataSpec)}
+    synthetic = {k: v for k, v in sections["data"].items() if k not in data_fields}
+    data = DataSpec(**{k: v for k, v in sections["data"].items() if k in data_fields}, synthetic=synthetic)
+    train = TrainConfig(**{**sections["train"], "out_dir": str(spec.folder), "progress": spec.progress})
+    return Resolved(model_source=str(source), model_overrides=model, train=train, data=data,
+                    eval=EvalSpec(**sections["eval"]))
+
+
+def load_data(data: DataSpec, evaluation: EvalSpec):
+    """(train, validation or None, test or None) pairs for a run."""
+    from .data import CaptionView, SyntheticConfig, SyntheticScenes, load_pairs
+
+    if data.source == "synthetic" and (data.eval_source in (None, "synthetic")):
+        scenes = SyntheticConfig(**data.synthetic)
+        train = SyntheticScenes(scenes, split=data.train_split)
+        val = SyntheticScenes(scenes, split="val", size=evaluation.val_size) if evaluation.val_size != 0 else None
+        test = SyntheticScenes(scenes, split="test", size=evaluation.size) if evaluation.size != 0 and data.test_split else None
+    else:
+        train = load_pairs(data.source, split=data.train_split, root=data.root, on_error=data.on_error)
+        source = data.eval_source or data.source
+
+        def split(name, size):
+            if not name or size == 0:
+                return None
+            pairs = load_pairs(source, split=name, root=data.root, on_error=data.on_error)
+            return pairs.take(size) if size else pairs
+
+        val, test = split(data.val_split, evaluation.val_size), split(data.test_split, evaluation.size)
+    if data.caption_field != "caption":
+        train = CaptionView(train, data.caption_field)
+    return train, val, test
+
+
+def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Train and evaluate one run; its record is written to ``<results_dir>/<name>.json``."""
+    import torch
+
+    from .data import CaptionView
+    from .evaluate import evaluate_retrieval
+    from .pretrained import load_model
+    from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
+    from .train import Trainer
+
+    started = time.perf_counter()
+    resolved = resolve(spec)
+    folder = owned_run_folder(spec.folder)
+    train_data, val_data, test_data = load_data(resolved.data, resolved.eval)
+    config, evaluation = resolved.train, resolved.eval
+
+    torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
+    model = load_model(resolved.model_source, **resolved.model_overrides)
+    tick = time.perf_counter()
+    periodic = val_data if config.eval_every else None
+    trainer = Trainer(model, train_data, config, eval_data=periodic, on_log=on_log, final_eval=False)
+    history = trainer.fit()
+    train_seconds = time.perf_counter() - tick
+    if not spec.keep_checkpoints:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # inside the run's own folder
+    model_dir = None
+    if spec.keep_model:
+        model_dir = folder / "model"
+        model.save_pretrained(str(model_dir))
+
+    def score(pairs, modes=evaluation.modes, rerank_k=evaluation.rerank_k) -> dict[str, float]:
+        result = evaluate_retrieval(model, pairs, modes=modes, rerank_k=rerank_k, batch_size=evaluation.batch_size,
+                                    progress=spec.progress, device=config.device if config.device != "auto" else None)
+        return plain_mode_names(result.metrics)
+
+    tick = time.perf_counter()
+    metrics = score(test_data) if test_data is not None else {}
+    if test_data is not None and evaluation.alt_captions:
+        alt = score(CaptionView(test_data, "alt_caption"), modes=("global",), rerank_k=None)
+        metrics.update({f"alt/{k}": v for k, v in alt.items()})
+    val_metrics = score(val_data) if val_data is not None else {}
+    if val_metrics:  # the training log ends with the final validation scores, as periodic evaluations appear there
+        trainer.write_log({"step": trainer.step, "final": True, **{f"eval/{k}": round(v, 3) for k, v in val_metrics.items()}})
+    eval_seconds = time.perf_counter() - tick
+    reference = None
+    if evaluation.reference and test_data is not None:
+        tick = time.perf_counter()
+        base = load_model(resolved.model_source)  # the starting model as is, at its original context
+        reference = {
+            "name": f"{resolved.model_source} (before fine-tuning, {base.context_length} tokens)",
+            "metrics": evaluate_retrieval(base, test_data, modes=("global",), batch_size=evaluation.batch_size).metrics,
+            "seconds": time.perf_counter() - tick,
+        }
+    record = {
+        "record_version": RECORD_VERSION,
+        "run_name": spec.name,
+        "status": "ok",
+        "preset": spec.preset,
+        "settings": resolved.settings(model.config),
+        "parameters": dict(spec.requested) if spec.requested is not None else normalise(spec.settings),
+        "metrics": metrics,
+        "val_metrics": val_metrics,
+        "reference": reference,
+        "history": [{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
+        "timings": {"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
+        "test_pairs": len(test_data) if test_data is not None else 0,
+        "val_pairs": len(val_data) if val_data is not None else 0,
+        "run_dir": str(folder),
+        "model_dir": str(model_dir) if model_dir else None,
+        **provenance(),
+    }
+    write_record(record, spec.results_dir)
+    return RunResult(record=record, model=model, history=history)

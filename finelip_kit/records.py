@@ -1,0 +1,143 @@
+"""Run records: the one JSON format every run writes and every reader (tables, plots, the
+explorer) reads. ``write_record`` writes it; ``read_record`` reads any record the kit has
+written — this version, the grid's version-1 records, and the calibration script's records
+(``docs/calibration/*.json``) — into this version's shape.
+
+A record (version 2)::
+
+    {"record_version": 2, "run_name": ..., "status": "ok" | "failed", "preset": "synthetic-tiny",
+     "settings": {"model.atrm_k": 16, "train.steps": 300, "data.differing_objects": 1, ...},  # every measured setting
+     "parameters": {...},          # the run's parameters as its caller named them (a grid point's)
+     "metrics": {"global/t2i/R@1": ..., "fine/group/t2i": ...},     # test split
+     "val_metrics": {...},         # validation split, when evaluated
+     "reference": {"name": ..., "metrics": {...}} | null,
+     "history": [{"step", "loss", "global", "fine"}], "timings": {...}, "versions": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .paths import check_name
+
+RECORD_VERSION = 2
+
+
+def write_record(record: dict[str, Any], results_dir: str | Path) -> Path:
+    """Write ``<results_dir>/<run_name>.json`` atomically, as strict JSON.
+
+    Non-finite numbers have no JSON form: in a ``history`` they become ``null`` (a skipped
+    step's loss); anywhere else they are an error, since a record never reports one as a result."""
+    import tempfile
+
+    path = Path(results_dir) / f"{check_name(record['run_name'])}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "history": _finite_or_none(record["history"])} if "history" in record else record
+    text = json.dumps(record, indent=2, default=str, allow_nan=False)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The record in ``path`` in this version's shape, or None when the file is not a record."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return upgrade(data, name=Path(path).stem)
+
+
+def upgrade(data: Any, name: str = "record") -> dict[str, Any] | None:
+    """Any record the kit has written, in this version's shape (None if ``data`` is not one)."""
+    if not isinstance(data, dict):
+        return None
+    if "overrides" in data and "seed" in data and "axis" in data:
+        return _from_calibration(data, name)
+    if "parameters" not in data or "status" not in data or "run_name" not in data:
+        return None
+    if data.get("record_version", 1) >= 2:
+        return data
+    # Version 1 (the grid before the settings vocabulary): parameters named by the grid's short names.
+    from .settings import from_short_names
+
+    parameters = data["parameters"] if isinstance(data["parameters"], dict) else {}
+    try:
+        settings = from_short_names(parameters)
+    except ValueError:
+        settings = {}
+    return {**data, "record_version": RECORD_VERSION, "preset": parameters.get("preset", "synthetic-tiny"),
+            "settings": settings, "val_metrics": data.get("val_metrics", {})}
+
+
+def _from_calibration(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """A record of ``benchmarks/calibrate_synthetic.py`` (before calibration became a grid):
+    flat metric keys, ``val/`` for validation, ``short/`` for the alt-text captions."""
+    from .settings import normalise
+
+    metrics, val = {}, {}
+    for key, value in data.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or "/" not in key:
+            continue
+        if key.startswith("val/"):
+            val[key[len("val/"):]] = value
+        elif key.startswith("short/"):
+            metrics[f"alt/global/{key[len('short/'):]}"] = value
+        else:
+            metrics[key] = value
+    settings = {**normalise(data["overrides"]), "train.seed": data["seed"]}
+    if data.get("rerank_k"):
+        settings["eval.rerank_k"] = data["rerank_k"]
+    return {"record_version": RECORD_VERSION, "run_name": name, "status": "ok", "preset": "synthetic-tiny",
+            "settings": settings, "parameters": {"axis": data["axis"], "setting": data["setting"]},
+            "metrics": metrics, "val_metrics": val, "reference": None, "history": data.get("history", []),
+            "timings": {"train_s": data.get("seconds"), "total_s": data.get("seconds")}}
+
+
+def plain_mode_names(metrics: dict[str, float]) -> dict[str, float]:
+    """``fine@rerank20/t2i/R@1`` -> ``fine/t2i/R@1``: one key per mode across runs, whether a
+    run scored two-stage or not (its ``eval.rerank_k`` setting says which)."""
+    return {re.sub(r"^([a-z]+)@rerank\d+/", r"\1/", key): value for key, value in metrics.items()}
+
+
+def provenance() -> dict[str, Any]:
+    """Package versions, git commit, host and time — what a record needs to be reproduced."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("finelip-kit", "torch", "timm", "transformers", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit, "host": platform.node(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
