@@ -46,7 +46,7 @@ __all__ = [
     "CONFIG_FILE", "LONGCLIP_KEEP", "MODEL_FORMS", "MODULES_CONFIG_FILE", "MODULES_FILE", "TEXT_POSITIONS",
     "WEIGHTS_FILE", "check_weights", "checkpoint_format", "config_from_hf", "config_from_openai", "convert_state_dict",
     "export_clip", "export_text_encoder", "finelip_to_hf", "from_clip", "from_openai_checkpoint", "load_converted",
-    "load_model", "load_pretrained", "read_state_dict", "save_pretrained", "timm_vision_tower",
+    "load_model", "load_pretrained", "model_config", "read_state_dict", "save_pretrained", "timm_vision_tower",
 ]
 
 
@@ -63,6 +63,28 @@ def from_openai_checkpoint(path: str | Path, **overrides: Any) -> FineLIP:
 def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
     """A ``save_pretrained`` directory or a packaged model name; see ``FineLIP.from_pretrained``."""
     return FineLIP.from_pretrained(directory, **overrides)
+
+
+def model_config(spec: str | Path, **overrides: Any):
+    """The config ``load_model(spec, **overrides)`` builds, read without loading any weights,
+    for a preset, a packaged model or a finelip-kit checkpoint; None for the other forms."""
+    import json
+
+    from .config import PRESETS, FineLIPConfig, preset
+    from .weights.assets import asset_path
+
+    text = str(spec)
+    name = text[len("preset:"):] if text.startswith("preset:") else text
+    if name in PRESETS and not Path(text).exists():
+        return preset(name, **overrides)
+    directory = Path(text) if Path(text).is_dir() else asset_path(text)
+    if directory is None or not (directory / CONFIG_FILE).is_file():
+        return None
+    try:
+        config = FineLIPConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())["config"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return config.replace(**{"text.pretrained_context": config.text.positions, **overrides}) if overrides else config
 
 
 # ----------------------------------------------------------------------------- the one resolver

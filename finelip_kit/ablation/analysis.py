@@ -47,7 +47,7 @@ def load_records(results_dir: str | Path, status: str | None = None):
             continue
         row = {"run_name": record["run_name"], "status": record["status"], "preset": record.get("preset"),
                "path": str(path)}
-        row.update({short_name(k): _cell(v) for k, v in (record.get("settings") or {}).items()})
+        row.update({short_name(k): _cell(v) for k, v in complete_settings(record).items()})
         row.update(record.get("metrics") or {})
         row.update({f"val/{k}": v for k, v in (record.get("val_metrics") or {}).items()})
         if record.get("reference"):
@@ -62,12 +62,43 @@ def load_records(results_dir: str | Path, status: str | None = None):
     return frame
 
 
+def complete_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's settings with what it left implicit filled in from its preset (records of
+    earlier versions named only what differed from the preset), so that rows of every version
+    compare setting by setting."""
+    from ..pretrained import model_config
+    from ..recipe import RunSpec, resolve
+
+    settings = dict(record.get("settings") or {})
+    if record.get("record_version", 1) >= 2 and "model.source" in settings:
+        return settings  # the recipe's own records hold every setting
+    try:
+        resolved = resolve(RunSpec(settings={k: v for k, v in settings.items() if k != "train.out_dir"},
+                                   preset=record.get("preset") or "synthetic-tiny"))
+        full = resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
+    except (ValueError, TypeError):
+        return settings
+    return {**full, **settings}
+
+
+def along(frame, *columns: str):
+    """The rows that differ from the frame's most common setting only in ``columns`` (and the
+    seed): one axis of an ablation grid, e.g. ``along(records, "atrm_k")`` for the K curve."""
+    names = [column(frame, c) for c in columns]
+    fixed = [c for c in parameter_columns(frame) if c not in names and c != "seed"]
+    keep = frame.index == frame.index  # all True
+    for name in fixed:
+        values = as_text(frame[name])
+        keep &= values == values.mode().iloc[0]
+    return frame[keep]
+
+
 def parameter_columns(frame) -> list[str]:
     """The setting columns that take more than one value in ``frame``, model settings first,
     then training, data and evaluation (the order of the vocabulary)."""
     order = {short_name(key): i for i, key in enumerate(all_keys())}
     names = sorted((c for c in frame.columns if c in order), key=order.get)
-    return [n for n in names if frame[n].astype(str).nunique() > 1]
+    return [n for n in names if as_text(frame[n]).nunique() > 1]
 
 
 def column(frame, name: str) -> str:
@@ -82,6 +113,22 @@ def column(frame, name: str) -> str:
     if shown in frame:
         return shown
     raise KeyError(f"column {name!r} is not in the records; settings that vary: {parameter_columns(frame)}")
+
+
+def as_text(values):
+    """A column (or frame) as the text the tables group by: ``None`` and NaN both read
+    ``None``, and a whole float reads as an integer (``20.0`` → ``20``: a column with a
+    missing value is a float column in pandas)."""
+    import math
+
+    def text(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "None"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return values.map(text)
 
 
 def _cell(value: Any) -> Any:
@@ -106,7 +153,7 @@ def ablation_table(frame, metric: str = "global/group/t2i", by: list[str] | None
     if not by:
         ok = ok.assign(setting="all")
         by = ["setting"]
-    keys = ok[by].astype(str)
+    keys = as_text(ok[by])
     grouped = ok.assign(**{c: keys[c] for c in by}).groupby(by, sort=False)[metric]
     table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std().fillna(0.0), "n": grouped.count()})
     table = table.sort_values("mean", ascending=False)
@@ -130,9 +177,9 @@ def plot_ablation(frame, metric: str = "global/group/t2i", x: str = "atrm_k", gr
     if metric not in ok:
         raise KeyError(f"column {metric!r} is not in the records")
     x, group = column(ok, x), (column(ok, group) if group else None)
-    groups = ok.groupby(ok[group].astype(str)) if group else [(None, ok)]
+    groups = ok.groupby(as_text(ok[group])) if group else [(None, ok)]
     for label, part in groups:
-        stats = part.groupby(part[x].astype(str), sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
+        stats = part.groupby(as_text(part[x]), sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
         stats = stats.loc[sorted(stats.index, key=_sort_key)]
         ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3,
                     label=f"{group}={label}" if group else metric)

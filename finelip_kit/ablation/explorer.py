@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .analysis import _sort_key, ablation_table, load_records, metric_columns, parameter_columns, plot_ablation
+from .analysis import _sort_key, as_text, ablation_table, load_records, metric_columns, parameter_columns, plot_ablation
 
 
 class AblationExplorer:
@@ -29,7 +29,7 @@ class AblationExplorer:
         self.x = widgets.Dropdown(options=params, value=params[0], description="x axis")
         self.group = widgets.Dropdown(options=["(none)", *params], value="(none)", description="group by")
         self.filters = {
-            name: widgets.SelectMultiple(options=sorted(self.frame[name].astype(str).unique(), key=_sort_key),
+            name: widgets.SelectMultiple(options=sorted(as_text(self.frame[name]).unique(), key=_sort_key),
                                          description=name, rows=min(5, self.frame[name].nunique()))
             for name in params
         }
@@ -54,7 +54,7 @@ class AblationExplorer:
         frame = self.frame
         for name, control in self.filters.items():
             if control.value:
-                frame = frame[frame[name].astype(str).isin(control.value)]
+                frame = frame[as_text(frame[name]).isin(control.value)]
         return frame
 
     def refresh(self) -> None:
@@ -62,7 +62,7 @@ class AblationExplorer:
 
         frame = self.selection()
         by = [self.x.value] + ([self.group.value] if self.group.value != "(none)" else [])
-        settings = ["(none)"] + [" | ".join(str(v) for v in key) for key in frame[by].astype(str).drop_duplicates().values]
+        settings = ["(none)"] + [" | ".join(str(v) for v in key) for key in as_text(frame[by]).drop_duplicates().values]
         if list(self.baseline.options) != settings:
             current = self.baseline.value
             self.baseline.options = settings
