@@ -11,6 +11,7 @@ when *any* of the image's captions is within the top k (COCO / Flickr convention
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -87,6 +88,18 @@ def group_accuracy(
 
 
 # ----------------------------------------------------------------------------- encoding and scoring
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """``model`` in ``eval()`` inside the block, and back in the mode it had after it (even
+    on an error): every evaluation helper leaves a model in training as it found it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def encode_gallery(
     model: FineLIP,
@@ -112,9 +125,7 @@ def encode_gallery(
     transform = transform or clip_transform(model.config.vision)
     captions, text_keys, text_groups, image_rows, image_keys = _index(data)
     image_index = {key: i for i, key in enumerate(image_keys)}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         image_parts, text_parts = [], []
         bar = tqdm(total=len(image_rows) + len(captions), desc="encoding", disable=not progress, leave=False)
         for start in range(0, len(image_rows), batch_size):
@@ -127,8 +138,6 @@ def encode_gallery(
             text_parts.append(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device)).to("cpu"))
             bar.update(len(batch.input_ids))
         bar.close()
-    finally:
-        model.train(was_training)
     text_image = torch.tensor([image_index[k] for k in text_keys])
     groups = None
     if text_groups is not None:
@@ -258,7 +267,7 @@ def evaluate_retrieval(
     fuse_weight: float | None = None,
     rerank_k: int | None = None,
     batch_size: int = 64,
-    memory_budget: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     device: torch.device | str | None = None,
     progress: bool = False,
     gallery: Gallery | None = None,
@@ -267,7 +276,7 @@ def evaluate_retrieval(
 
     ``rerank_k``: ``fine`` and ``fused`` become two-stage (global top-k, then CLIM on those) —
     for galleries where the full CLIM matrix costs too much; their within-group accuracy stays
-    exact (CLIM on every in-group pair, ``within_group_scores``). ``memory_budget``: bytes the
+    exact (CLIM on every in-group pair, ``within_group_scores``). ``chunk_bytes``: bytes the
     CLIM scoring may use at once (chunking).
     """
     modes = model_modes(model) if modes is None else tuple(modes)
@@ -290,16 +299,16 @@ def evaluate_retrieval(
     rows = []
     for mode in modes:
         if rerank_k and mode != "global":
-            for_i2t, for_t2i = rerank_scores(model, gallery, rerank_k, mode, fuse_weight)
+            for_i2t, for_t2i = rerank_scores(model, gallery, rerank_k, mode, fuse_weight, chunk_bytes)
             values = _metrics_two_ways(for_i2t, for_t2i, gallery)
             if gallery.image_groups is not None:  # exact: every in-group pair scored, not only the top k
-                in_i2t, in_t2i = within_group_scores(model, gallery, mode, fuse_weight, memory_budget)
+                in_i2t, in_t2i = within_group_scores(model, gallery, mode, fuse_weight, chunk_bytes)
                 exact = group_accuracy(in_i2t, gallery.text_image, gallery.image_groups, gallery.text_groups)
                 exact_t2i = group_accuracy(in_t2i, gallery.text_image, gallery.image_groups, gallery.text_groups)
                 values["group/i2t"], values["group/t2i"] = exact["group/i2t"], exact_t2i["group/t2i"]
             name = f"{mode}@rerank{rerank_k}"
         else:
-            scores = score_gallery(model, gallery, mode, fuse_weight, memory_budget)
+            scores = score_gallery(model, gallery, mode, fuse_weight, chunk_bytes)
             values = _metrics_two_ways(scores, scores, gallery)
             name = mode
         metrics.update({f"{name}/{k}": v for k, v in values.items()})
@@ -363,12 +372,11 @@ def effective_length_curve(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     captions, *_ = _index(data)
     rows = []
-    model.eval()
     for length in lengths:
         context = min(int(length), model.context_length)
         tokenizer = get_tokenizer(context_length=context)
         parts = []
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             for start in range(0, len(captions), batch_size):
                 batch = tokenizer(captions[start : start + batch_size])
                 parts.append(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device)).to("cpu"))
@@ -421,18 +429,18 @@ def evaluate_zeroshot(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tokenizer = get_tokenizer(context_length=model.context_length)
     transform = clip_transform(model.config.vision)
-    model.eval()
-    classes = []
-    for name in classnames:
-        batch = tokenizer([template.format(name) for template in templates])
-        embeds = F.normalize(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device), fine=False).global_, dim=-1)
-        classes.append(F.normalize(embeds.mean(0), dim=-1))
-    classifier = torch.stack(classes)  # (classes, d)
-    logits = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        pixels = torch.stack([image if isinstance(image, torch.Tensor) else transform(image) for image in chunk]).to(device)
-        logits.append(F.normalize(model.encode_image(pixels, fine=False).global_, dim=-1) @ classifier.T)
+    with eval_mode(model):
+        classes = []
+        for name in classnames:
+            batch = tokenizer([template.format(name) for template in templates])
+            embeds = F.normalize(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device), fine=False).global_, dim=-1)
+            classes.append(F.normalize(embeds.mean(0), dim=-1))
+        classifier = torch.stack(classes)  # (classes, d)
+        logits = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            pixels = torch.stack([image if isinstance(image, torch.Tensor) else transform(image) for image in chunk]).to(device)
+            logits.append(F.normalize(model.encode_image(pixels, fine=False).global_, dim=-1) @ classifier.T)
     logits = torch.cat(logits).cpu()
     targets = torch.as_tensor([int(label) for label in labels])
     top = logits.topk(min(5, len(classnames)), dim=1).indices

@@ -231,18 +231,19 @@ def score_images(model, comparison: Comparison):
     import torch.nn.functional as F
 
     from .data.transforms import clip_transform
+    from .evaluate import eval_mode
     from .tokenizer import get_tokenizer
 
-    model.eval()
     device = next(model.parameters()).device
     transform = clip_transform(model.config.vision)
     tokenizer = get_tokenizer(context_length=model.context_length)
     rows = []
-    for (p, seed, name), image in comparison.images.items():
-        tokens = tokenizer([comparison.prompts[p]]).to(device)
-        text = F.normalize(model.encode_text(tokens.input_ids, tokens.attention_mask, fine=False).global_, dim=-1)
-        picture = F.normalize(model.encode_image(transform(image)[None].to(device), fine=False).global_, dim=-1)
-        rows.append({"prompt": p, "seed": seed, "pipeline": name, "score": float((text * picture).sum())})
+    with eval_mode(model):
+        for (p, seed, name), image in comparison.images.items():
+            tokens = tokenizer([comparison.prompts[p]]).to(device)
+            text = F.normalize(model.encode_text(tokens.input_ids, tokens.attention_mask, fine=False).global_, dim=-1)
+            picture = F.normalize(model.encode_image(transform(image)[None].to(device), fine=False).global_, dim=-1)
+            rows.append({"prompt": p, "seed": seed, "pipeline": name, "score": float((text * picture).sum())})
     return pd.DataFrame(rows)
 
 

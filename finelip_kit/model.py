@@ -72,6 +72,38 @@ class FineLIP(nn.Module):
         """Write ``config.json``, ``model.safetensors`` and tokenizer files to ``directory``."""
         weights_load.save_pretrained(self, directory, tokenizer)
 
+    # ---------------------------------------------------------------- training
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters the pretrained towers did not have: ATRM, the temperature, and the
+        position rows a stretch adds when the kept rows are frozen (Long-CLIP / FineLIP)."""
+        new = [self.logit_scale]
+        for atrm in (self.image_atrm, self.text_atrm):
+            if atrm is not None:
+                new += list(atrm.parameters())
+        positions = self.text.transformer.embeddings.position_embedding
+        if self.config.text.freeze_kept_positions and isinstance(getattr(positions, "trainable", None), nn.Parameter):
+            new.append(positions.trainable)
+        return new
+
+    def parameter_groups(self, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW groups: pretrained towers vs ``new_parameters``, each split into decayed weights
+        (of linear and convolution layers) and the undecayed rest (norms, biases, embeddings,
+        position tables, class token). Chosen by module and identity, never by name."""
+        new = {id(p) for p in self.new_parameters()}
+        decayed = {id(m.weight) for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
+        groups: dict[tuple[str, bool], tuple[list[nn.Parameter], list[str]]] = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                key = ("new" if id(param) in new else "backbone", id(param) in decayed)
+                groups.setdefault(key, ([], []))
+                groups[key][0].append(param)
+                groups[key][1].append(name)
+        return [
+            {"params": params, "names": names, "lr": lr_new if key[0] == "new" else lr_backbone,
+             "weight_decay": weight_decay if key[1] else 0.0, "kind": key[0]}
+            for key, (params, names) in sorted(groups.items())
+        ]
+
     # ---------------------------------------------------------------- encoding
     def encode_image(self, images: torch.Tensor, fine: bool = True) -> Features:
         """``(b, 3, h, w)`` → ``Features``; ``fine=False`` returns the raw tower output (no ATRM)."""

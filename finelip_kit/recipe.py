@@ -211,6 +211,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
 
     def score(pairs, modes=evaluation.modes, rerank_k=evaluation.rerank_k) -> dict[str, float]:
         result = evaluate_retrieval(model, pairs, modes=modes, rerank_k=rerank_k, batch_size=evaluation.batch_size,
+                                    chunk_bytes=evaluation.chunk_bytes,
                                     progress=spec.progress, device=config.device if config.device != "auto" else None)
         return plain_mode_names(result.metrics)
 

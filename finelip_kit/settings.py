@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
 
+from .clim import DEFAULT_CHUNK_BYTES
 from .config import SCORE_MODES, FineLIPConfig, SettingError, closest
 
 SECTIONS = ("model", "train", "data", "eval")
@@ -90,6 +91,7 @@ class EvalSpec:
     batch_size: int = 64
     reference: bool = True  # also score the starting model as is (its original context) on the test pairs
     alt_captions: bool = False  # synthetic: also global recall with the alt-text captions (alt/global/...)
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # memory the CLIM scoring may use at once (scores do not depend on it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", None if self.modes is None else tuple(self.modes))
@@ -102,8 +104,10 @@ class EvalSpec:
         if self.rerank_k is not None and (isinstance(self.rerank_k, bool) or not isinstance(self.rerank_k, int)
                                           or self.rerank_k < 1):
             raise ValueError(f"eval.rerank_k must be an integer >= 1 or None, got {self.rerank_k!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"eval.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("batch_size", "chunk_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"eval.{name} must be an integer >= 1, got {value!r}")
 
 
 @lru_cache(maxsize=1)
@@ -146,10 +150,8 @@ def canonical(key: str) -> str:
                            + (f"; did you mean {[f'{section}.{c}' for c in close]}?" if close else "")
                            + f" ({section}.* keys: {', '.join(sections[section])})")
     owners = [f"{s}.{key}" for s, keys in sections.items() if s != "model" and key in keys]
-    try:
-        owners.append(f"model.{FineLIPConfig.key(key)}")  # a config key, or a field of one tower only
-    except SettingError:
-        pass
+    model_keys = FineLIPConfig.keys()  # a config key, or a tower's field (stretch → model.text.stretch)
+    owners += [f"model.{k}" for k in (key, f"vision.{key}", f"text.{key}") if k in model_keys]
     if len(owners) == 1:
         return owners[0]
     if owners:

@@ -132,26 +132,15 @@ def lr_factor(step: int, progress: float, warmup_steps: int, min_ratio: float) -
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def parameter_groups(model: FineLIP, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: pretrained towers vs new modules (ATRM, trainable position rows, temperature),
-    each split into decayed weights and undecayed norms / biases / embeddings."""
-    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
-    names: dict[tuple[str, bool], list[str]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        new = name.startswith(("image_atrm.", "text_atrm.")) or name == "logit_scale" or (
-            name.endswith("position_embedding.trainable") and model.config.text.freeze_kept_positions
-        )
-        decay = param.ndim >= 2 and not any(k in name for k in ("embedding", "pos_embed", "cls_token", "position"))
-        key = ("new" if new else "backbone", decay)
-        groups.setdefault(key, []).append(param)
-        names.setdefault(key, []).append(name)
-    return [
-        {"params": params, "names": names[key], "lr": lr_new if key[0] == "new" else lr_backbone,
-         "weight_decay": weight_decay if key[1] else 0.0, "kind": key[0]}
-        for key, params in sorted(groups.items())
-    ]
+def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
+    """The model's own AdamW groups (``FineLIP.parameter_groups``), also through a DDP or
+    ``torch.compile`` wrapper (whose parameter names carry a prefix)."""
+    while not isinstance(model, FineLIP):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"parameter_groups needs a FineLIP model (or a DDP / compiled wrapper of one), got {type(model).__name__}")
+        model = inner
+    return model.parameter_groups(lr_backbone, lr_new, weight_decay)
 
 
 class EpochSampler(Sampler[int]):

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange, reduce
 
+from .evaluate import eval_mode
+
 VIEWS = ("raw", "refined")
 
 
@@ -112,13 +114,9 @@ def alignment_maps(model, image, caption: str, tokenizer=None, device: torch.dev
     words, token_word = tokenizer.words(caption, context_length=model.context_length)
     all_words, _ = tokenizer.words(caption, context_length=10**6)
     tokens = tokenizer([caption], context_length=model.context_length)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         vision = model.vision(pixels[None].to(device))
         text = model.text(tokens.input_ids.to(device), tokens.attention_mask.to(device))
-    finally:
-        model.train(was_training)
     gh, gw = model.vision.grid_size
     patches = F.normalize(vision.tokens[0].float(), dim=-1)  # (p, d)
     word_tokens = F.normalize(text.tokens[0, 1 : 1 + len(token_word)].float(), dim=-1)  # after BOS

@@ -119,13 +119,25 @@ def expand_points(fixed: dict, points: list | None, product: dict, source: str =
 
 
 def fold_settings(parameters: dict[str, Any]) -> dict[str, Any]:
-    """A spec's point with its dotted keys (``data.differing_objects: 3``) gathered into the
-    grid parameter ``settings``, as the grid notebook takes them."""
+    """A spec's point as the grid notebook takes it: a dotted key that has a short name
+    (``model.atrm_k``) becomes that parameter (``atrm_k``), any other dotted key
+    (``data.differing_objects: 3``) goes into the parameter ``settings``."""
+    from ..settings import ALIASES, canonical, short_name
+
     dotted = {k: v for k, v in parameters.items() if "." in str(k)}
     if not dotted:
         return parameters
     rest = {k: v for k, v in parameters.items() if "." not in str(k)}
-    return {**rest, "settings": {**(rest.get("settings") or {}), **dotted}}
+    settings = dict(rest.get("settings") or {})
+    for key, value in dotted.items():
+        name = short_name(canonical(key))
+        if name in ALIASES and name != "hardest_after_steps":
+            if name in rest and rest[name] != value:
+                raise ValueError(f"{key}={value!r} and {name}={rest[name]!r} set the same parameter; keep one")
+            rest[name] = value
+        else:
+            settings[key] = value
+    return {**rest, "settings": settings} if settings else rest
 
 
 @dataclass

@@ -1,0 +1,156 @@
+"""The one recipe (RunSpec → run → record), its record format, and every entry point that uses it."""
+
+import json
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from finelip_kit.ablation import (  # noqa: E402
+    AblationExplorer,
+    ablation_table,
+    along,
+    load_records,
+    load_spec,
+    parameter_columns,
+    plot_ablation,
+    run_point,
+    validate_parameters,
+)
+from finelip_kit.cli import main as cli_main  # noqa: E402
+from finelip_kit.config import SettingError  # noqa: E402
+from finelip_kit.recipe import RunSpec, resolve, run  # noqa: E402
+from finelip_kit.records import RECORD_VERSION, read_record, upgrade  # noqa: E402
+
+# A small run: 32 px images, a fresh tiny model, two steps.
+FAST = {"model.source": "preset:tiny", "model.vision.image_size": 32, "model.atrm_k": 4, "data.image_size": 32,
+        "train.steps": 2, "train.batch_size": 8, "eval.size": 16, "eval.reference": False}
+
+
+def test_a_run_trains_evaluates_and_records_every_setting(tmp_path):
+    spec = RunSpec(settings={**FAST, "eval.val_size": 8, "eval.alt_captions": True, "eval.rerank_k": 3},
+                   name="r", results_dir=str(tmp_path), progress=False)
+    result = run(spec)
+    record = result.record
+    assert record["record_version"] == RECORD_VERSION == 2 and record["status"] == "ok" and record["preset"] == "synthetic-tiny"
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(record))
+    settings = record["settings"]
+    assert settings["model.source"] == "preset:tiny" and settings["model.atrm_k"] == 4 and settings["model.embed_dim"] == 64
+    assert settings["train.steps"] == 2 and settings["data.differing_objects"] == 1 and settings["eval.rerank_k"] == 3
+    assert "train.out_dir" not in settings and "train.progress" not in settings  # bookkeeping is not a setting
+    assert record["parameters"] == {**FAST, "eval.val_size": 8, "eval.alt_captions": True, "eval.rerank_k": 3}
+    assert record["test_pairs"] == 16 and record["val_pairs"] == 8
+    assert {"global/group/t2i", "fine/t2i/R@1", "fused/group/i2t", "alt/global/t2i/R@1"} <= set(record["metrics"])
+    assert set(record["val_metrics"]) >= {"global/group/t2i", "fine/group/t2i"}
+    assert [h["step"] for h in record["history"]] == [1, 2]
+    logged = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["final"] and logged[-1]["eval/global/group/t2i"] == round(record["val_metrics"]["global/group/t2i"], 3)
+    assert (tmp_path / "r" / "checkpoints").is_dir() and (tmp_path / "r" / "model" / "model.safetensors").is_file()
+    assert result.model.config.atrm_k == 4
+
+
+def test_specs_are_checked_before_anything_loads(tmp_path):
+    with pytest.raises(SettingError, match="train.out_dir is set by the run's results folder and name"):
+        resolve(RunSpec(settings={"train.out_dir": "/elsewhere"}))
+    with pytest.raises(ValueError, match=r"data settings \['differing_objects'\] apply to the synthetic data only"):
+        resolve(RunSpec(settings={"data.source": "urban1k", "data.differing_objects": 3}))
+    with pytest.raises(ValueError, match="eval.rerank_k must be an integer >= 1"):
+        resolve(RunSpec(settings={"eval.rerank_k": 0}))
+    with pytest.raises(ValueError, match="unknown training preset 'huge'"):
+        resolve(RunSpec(preset="huge"))
+    with pytest.raises(ValueError, match="run_name .* is refused: it holds a path separator"):
+        run(RunSpec(settings=FAST, name="../x", results_dir=str(tmp_path)))
+    # the preset's model overrides apply to the preset's model only
+    assert resolve(RunSpec()).model_overrides["text.context_length"] == 248
+    assert resolve(RunSpec(settings={"model.source": "preset:tiny"})).model_overrides == {}
+
+
+def test_finelip_train_runs_the_recipe_and_writes_the_record_beside_the_run(tmp_path, capsys):
+    out = tmp_path / "runs" / "x"
+    settings = [f"{k}={v}" for k, v in FAST.items()] + ["progress=False"]
+    assert cli_main(["train", "--out", str(out), "--eval-size", "8", "--set", *settings]) == 0
+    record = json.loads((tmp_path / "runs" / "x.json").read_text())
+    assert record["val_pairs"] == 8 and record["test_pairs"] == 16 and record["settings"]["model.atrm_k"] == 4
+    assert (out / "checkpoints").is_dir() and (out / "model" / "config.json").is_file()
+    printed = capsys.readouterr().out
+    assert "validation (8 pairs)" in printed and "test (16 pairs)" in printed and "fused" in printed
+    assert cli_main(["train", "--out", str(out), "--model", "tiny", "--set", "model.source=tiny-synthetic-clip"]) == 2
+    assert "model.source is given twice" in capsys.readouterr().err
+
+
+def test_a_grid_varies_any_setting_and_the_explorer_plots_it(tmp_path):
+    spec = tmp_path / "grids" / "axes.yaml"
+    spec.parent.mkdir()
+    fixed = {k: v for k, v in FAST.items() if k not in ("train.steps", "train.batch_size", "eval.size", "eval.reference")}
+    spec.write_text("fixed:\n" + "".join(f"  {k}: {v}\n" for k, v in fixed.items())
+                    + "  steps: 1\n  batch_size: 8\n  eval_size: 8\n  reference: false\n  keep_model: false\n"
+                    + "points:\n  - {}\n  - {data.differing_objects: 2}\n  - {train.fine_ramp_epochs: 0.5}\n"
+                    + "  - {model.embed_dim: 32}\n")
+    grid = load_spec(spec, runs_dir=tmp_path / "runs")
+    assert list(grid.points) == ["default", "data.differing_objects=2", "train.fine_ramp_epochs=0.5", "model.embed_dim=32"]
+    for name, parameters in grid.points.items():  # what each papermill point runs, in process
+        run_point(validate_parameters(**parameters, results_dir=str(grid.runs_dir), run_name=name, progress=False))
+    frame = load_records(grid.runs_dir)
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    varied = parameter_columns(frame)
+    assert {"data.differing_objects", "train.fine_ramp_epochs", "model.embed_dim"} <= set(varied)
+    assert frame.set_index("run_name").loc["model.embed_dim=32", "model.embed_dim"] == 32
+    assert len(along(frame, "model.embed_dim")) == 2 and len(along(frame, "data.differing_objects")) == 2
+    table = ablation_table(along(frame, "data.differing_objects"), "global/group/t2i", by=["data.differing_objects"])
+    assert sorted(table.index) == ["1", "2"]
+    figure = plot_ablation(along(frame, "embed_dim"), "global/group/t2i", x="model.embed_dim")
+    assert figure.axes[0].get_xlabel() == "model.embed_dim" and list(figure.axes[0].lines[0].get_xdata()) == ["32", "64"]
+    explorer = AblationExplorer(frame)
+    assert {"data.differing_objects", "train.fine_ramp_epochs", "model.embed_dim"} <= set(explorer.x.options)
+    explorer.x.value = "data.differing_objects"
+    assert set(explorer.table.index.get_level_values(0)) >= {"1", "2"}
+
+
+def test_the_published_calibration_records_read_as_records_and_reproduce_the_docs():
+    frame = load_records("docs/calibration")
+    assert len(frame) == 54 and frame.attrs["skipped"] == []
+    k = ablation_table(along(frame, "atrm_k"), "global/group/t2i", by=["atrm_k"])
+    assert list(k["n"]) == [3] * 5
+    # docs/calibration/k.md: K = 16 66.7 ± 0.7, K = 4 67.3 ± 0.7 (mean ± sample std over seeds 0, 1, 2)
+    assert (round(k.loc["16", "mean"], 1), round(k.loc["16", "std"], 1)) == (66.7, 0.7)
+    assert (round(k.loc["4", "mean"], 1), round(k.loc["4", "std"], 1)) == (67.3, 0.7)
+    scenes = ablation_table(along(frame, "data.differing_objects", "loss"), "global/group/t2i",
+                            by=["data.differing_objects", "loss"])
+    assert round(scenes.loc[("3", "global"), "mean"], 1) == 94.4  # docs/calibration/scenes.md
+    record = read_record("docs/calibration/negatives_hardest_s1.json")
+    assert record["settings"]["train.hardest_after_epochs"] == 0.064 and record["settings"]["train.seed"] == 1
+    assert "alt/global/t2i/R@1" in record["metrics"] and "global/group/t2i" in record["val_metrics"]
+
+
+def test_version_1_grid_records_are_read_through_the_aliases(tmp_path):
+    v1 = {"record_version": 1, "run_name": "old", "status": "ok", "metrics": {"global/group/t2i": 60.0},
+          "parameters": {"preset": "synthetic-tiny", "atrm_k": 8, "pe_mode": "linear", "negatives": "hardest",
+                         "hardest_after_steps": 60, "lr": None, "seed": 2}}
+    record = upgrade(v1)
+    assert record["record_version"] == 2
+    assert record["settings"] == {"model.atrm_k": 8, "model.text.stretch": "linear",
+                                  "train.hardest_after_steps": 60, "train.seed": 2}
+    assert upgrade([1, 2]) is None and upgrade({"status": "ok"}) is None
+    (tmp_path / "old.json").write_text(json.dumps(v1))
+    row = load_records(tmp_path).iloc[0]
+    assert row["atrm_k"] == 8 and row["pe_mode"] == "linear" and row["context_length"] == 248  # filled from the preset
+
+
+def test_pretrain_tiny_through_the_recipe_equals_its_direct_form(tmp_path):
+    from finelip_kit.data import CaptionView, SyntheticScenes
+    from finelip_kit.model import create_model
+    from finelip_kit.pretrain import BASE_MODEL, PRETRAIN, pretrain_settings
+    from finelip_kit.train import TrainConfig, Trainer
+
+    result = run(RunSpec(settings={**pretrain_settings(steps=2, seed=0), "train.batch_size": 16},
+                         name="run", results_dir=str(tmp_path / "recipe"), keep_model=False, progress=False))
+    torch.manual_seed(0)  # the previous implementation, step by step
+    model = create_model("tiny", **BASE_MODEL)
+    config = TrainConfig(out_dir=str(tmp_path / "direct"), steps=2, batch_size=16, lr_backbone=PRETRAIN["lr"],
+                         lr_new=PRETRAIN["lr"], warmup_steps=PRETRAIN["warmup_steps"], seed=0, progress=False,
+                         log_every=50, eval_modes=("global",), keep_last=1)
+    Trainer(model, CaptionView(SyntheticScenes(split="train"), "alt_caption"), config).fit()
+    for (name, a), b in zip(model.state_dict().items(), result.model.state_dict().values()):
+        assert torch.equal(a, b), name
