@@ -5,6 +5,7 @@ from .clim import clim_pair_scores, clim_scores, token_alignment
 from .config import FineLIPConfig, TextConfig, VisionConfig, preset
 from .model import FineLIP, create_model, global_similarity
 from .positional import stretch_position_embedding
+from .pretrained import load_model
 from .tokenizer import get_tokenizer
 from .towers import Features, TextTower, VisionTower
 
@@ -23,6 +24,7 @@ __all__ = [
     "create_model",
     "get_tokenizer",
     "global_similarity",
+    "load_model",
     "preset",
     "stretch_position_embedding",
     "token_alignment",

@@ -54,6 +54,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_every_import_inside_the_kit_names_a_module_that_exists():
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    missing = []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target not in modules:
+                    missing.append(f"{name}: from {'.' * node.level}{node.module or ''} (no module {target})")
+    assert missing == []
+
+
 def test_the_graph_sees_the_imports_it_must():
     graph = import_graph()
     assert "finelip_kit.weights.load" in graph["finelip_kit.model"]

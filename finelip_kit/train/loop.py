@@ -1,4 +1,4 @@
-"""Training: one readable loop for CPU and GPU, torchrun DDP, mixed precision, accumulation
+"""The training loop: one readable loop for CPU and GPU, torchrun DDP, mixed precision, accumulation
 (plain or gradient caching), exact resume.
 
     trainer = Trainer(model, SyntheticScenes(split="train"), TrainConfig(steps=500, out_dir="runs/x"),
@@ -11,125 +11,41 @@ same loop runs on every rank; logs and checkpoints come from rank 0.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import pickle
 import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from .data.collate import Collate, PairDataset
-from .data.transforms import clip_transform
-from .losses import world
-from .model import FineLIP
-from .tokenizer import get_tokenizer
-from .towers import Features
-
-CHECKPOINTS = "checkpoints"
-# Settings that say where output goes or how often to report: they may differ on resume.
-RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
-                  "save_every", "keep_last", "num_workers", "device")
-# Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
-RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
-STATE_FILE = "trainer_state.pt"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    """Every training option, validated. Defaults are the CPU-friendly ``synthetic-tiny`` ones."""
-
-    out_dir: str = "runs/finelip"
-    steps: int | None = 300  # optimiser steps; None: run `epochs`
-    epochs: float = 1.0
-    train_minutes: float | None = None  # stop (and schedule the lr) on wall time instead
-    batch_size: int = 64  # per process, per micro-batch
-    accumulation: int = 1  # micro-batches per optimiser step
-    grad_cache: bool = False  # exact large-batch contrastive losses across micro-batches
-    lr_backbone: float = 1e-4  # pretrained towers (FineLIP: 1e-6)
-    lr_new: float = 1e-3  # ATRM, trainable position rows, temperature (FineLIP: 2e-4)
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
-    hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs ...
-    hardest_after_steps: int | None = None  # ... or after this many optimiser steps (set one of the two)
-    group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    device: str = "auto"
-    num_workers: int = 0
-    augment: bool = False
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int | None = None  # steps; evaluation also runs at the end when eval data is given
-    eval_modes: tuple[str, ...] | None = None  # None: every mode the model has (fine, fused need CLIM)
-    save_every: int | None = None  # steps; a final checkpoint is always written
-    keep_last: int = 2
-    resume: str | None = None  # "latest" or a checkpoint directory
-    resume_changes: tuple[str, ...] = ()  # settings allowed to differ from the checkpoint's (RESUME_CHANGEABLE)
-    max_nonfinite: int = 5  # stop after this many non-finite losses in a row
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.eval_modes = None if self.eval_modes is None else tuple(self.eval_modes)
-        self.resume_changes = tuple(self.resume_changes)
-        _check_numbers(self)
-        not_changeable = sorted(set(self.resume_changes) - set(RESUME_CHANGEABLE))
-        if not_changeable:
-            raise ValueError(f"resume_changes may name only {sorted(RESUME_CHANGEABLE)} (settings that do not change "
-                             f"what the data position or the optimiser state mean); got {not_changeable}")
-        checks = [
-            (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be an integer >= 1 or None, got {self.steps!r}"),
-            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
-            (self.train_minutes is None or self.train_minutes > 0, f"train_minutes must be > 0, got {self.train_minutes}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 2, f"batch_size must be an integer >= 2 (contrastive losses need negatives), got {self.batch_size!r}"),
-            (isinstance(self.accumulation, int) and self.accumulation >= 1, f"accumulation must be an integer >= 1, got {self.accumulation!r}"),
-            (self.lr_backbone >= 0 and self.lr_new >= 0, f"learning rates must be >= 0, got {self.lr_backbone}, {self.lr_new}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
-            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
-            (self.fine_ramp_epochs >= 0, f"fine_ramp_epochs must be >= 0, got {self.fine_ramp_epochs}"),
-            (self.hardest_after_epochs is None or self.hardest_after_epochs >= 0,
-             f"hardest_after_epochs must be >= 0 or None, got {self.hardest_after_epochs}"),
-            (self.hardest_after_steps is None or (isinstance(self.hardest_after_steps, int) and self.hardest_after_steps >= 0),
-             f"hardest_after_steps must be an integer >= 0 or None, got {self.hardest_after_steps!r}"),
-            (self.hardest_after_steps is None or self.hardest_after_epochs is None,
-             f"set hardest_after_steps or hardest_after_epochs, not both (got {self.hardest_after_steps} steps and "
-             f"{self.hardest_after_epochs} epochs)"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
-            (self.max_nonfinite >= 1, f"max_nonfinite must be >= 1, got {self.max_nonfinite}"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-# ----------------------------------------------------------------------------- pure pieces
-def lr_factor(step: int, progress: float, warmup_steps: int, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_ratio`` as ``progress`` goes 0 → 1."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(max(progress, 0.0), 1.0)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+from ..data.collate import Collate
+from ..data.transforms import clip_transform
+from ..losses import world
+from ..model import FineLIP
+from ..tokenizer import get_tokenizer
+from ..towers import Features
+from .checkpoint import (
+    CHECKPOINTS,
+    STATE_FILE,
+    _fsync,
+    _python_state_from_tensors,
+    _python_state_to_tensors,
+    check_resume_config,
+    latest_checkpoint,
+    remove_stale_temporaries,
+    trim_log,
+)
+from .config import TrainConfig, lr_factor
+from .sampling import EpochSampler, SeededPairs, _groups
 
 
 def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -141,71 +57,6 @@ def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight
             raise TypeError(f"parameter_groups needs a FineLIP model (or a DDP / compiled wrapper of one), got {type(model).__name__}")
         model = inner
     return model.parameter_groups(lr_backbone, lr_new, weight_decay)
-
-
-class EpochSampler(Sampler[int]):
-    """Deterministic shuffling per ``(seed, epoch)``; each global batch of ``batch_size · world``
-    indices is split into one contiguous chunk per rank, so N ranks see exactly the global
-    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data.
-
-    ``groups`` (one id per index): shuffle whole groups instead of single indices, so a batch
-    holds complete hard-negative groups (a group straddles two batches only where the batch
-    size is not a multiple of the group size)."""
-
-    def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 groups: Sequence[int] | None = None):
-        self.size, self.batch_size, self.seed, self.rank, self.world_size = size, batch_size, seed, rank, world_size
-        self.epoch, self.start_batch = 0, 0
-        self.members = None
-        if groups is not None:
-            if len(groups) != size:
-                raise ValueError(f"groups has {len(groups)} ids for {size} training pairs; give one per pair")
-            members: dict[int, list[int]] = {}
-            for index, group in enumerate(groups):
-                members.setdefault(group, []).append(index)
-            self.members = list(members.values())
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"{size} training pairs are fewer than one global batch ({batch_size} x {world_size} ranks); "
-                f"lower batch_size or add data"
-            )
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.size // (self.batch_size * self.world_size)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.members is None:
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            shuffled = torch.randperm(len(self.members), generator=generator).tolist()
-            order = torch.tensor([i for g in shuffled for i in self.members[g]])
-        global_batch = self.batch_size * self.world_size
-        for b in range(self.start_batch, self.batches_per_epoch):
-            chunk = order[b * global_batch + self.rank * self.batch_size : b * global_batch + (self.rank + 1) * self.batch_size]
-            yield from chunk.tolist()
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
-
-
-class SeededPairs(PairDataset):
-    """``PairDataset`` whose random augmentation is a function of ``(seed, epoch, index)``: exact resume."""
-
-    def __init__(self, records, transform, seed: int):
-        super().__init__(records, transform)
-        self.seed, self.epoch = seed, 0
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not getattr(self.transform, "train", False):
-            return super().__getitem__(index)  # deterministic already
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**62)
-            return super().__getitem__(index)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -511,7 +362,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Retrieval metrics on ``eval_data`` (rank 0 computes; the others wait)."""
-        from .evaluate import evaluate_retrieval
+        from ..evaluate import evaluate_retrieval
 
         metrics: dict[str, float] = {}
         if self.is_main:
@@ -533,7 +384,7 @@ class Trainer:
             if self.world_size > 1:
                 dist.barrier()
             return None
-        from .weights.load import save_pretrained
+        from ..weights.load import save_pretrained
 
         root = self.out_dir / CHECKPOINTS
         final = root / f"step_{self.step:07d}"
@@ -575,8 +426,8 @@ class Trainer:
 
     def load_checkpoint(self, where: str | Path) -> Path:
         """Restore weights, optimiser, schedule, position in the data and RNG states."""
-        from .weights.files import WEIGHTS_FILE, read_state_dict
-        from .weights.load import check_weights
+        from ..weights.files import WEIGHTS_FILE, read_state_dict
+        from ..weights.load import check_weights
 
         path = latest_checkpoint(self.out_dir) if str(where) == "latest" else Path(where)
         if path is None:
@@ -611,99 +462,6 @@ class Trainer:
             remove_stale_temporaries(self.out_dir / CHECKPOINTS)
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
         return path
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint under ``out_dir/checkpoints`` (temporary folders ignored)."""
-    root = Path(out_dir) / CHECKPOINTS
-    complete = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
-    return complete[-1] if complete else None
-
-
-def check_resume_config(saved: dict[str, Any], config: TrainConfig, source: str) -> None:
-    """Refuse to resume under settings that change what the checkpoint's data position and
-    optimiser state mean; ``config.resume_changes`` lets the budget keys differ on purpose."""
-    current = config.to_dict()
-    changed = sorted(k for k in set(saved) | set(current)
-                     if k not in RESUME_IGNORED and k not in config.resume_changes
-                     and _comparable(saved.get(k)) != _comparable(current.get(k)))
-    if changed:
-        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} -> now {current.get(k)!r}" for k in changed)
-        allowed = [k for k in changed if k in RESUME_CHANGEABLE]
-        hint = (f"; to change {allowed} on purpose, pass resume_changes={allowed} (--set resume_changes=...)"
-                if allowed else "")
-        raise ValueError(f"cannot resume from {source}: the training settings differ from the checkpoint's ({details}). "
-                         f"Resume with the checkpoint's settings, or start a new run in another out_dir{hint}")
-
-
-def _comparable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def trim_log(path: Path, step: int) -> None:
-    """Drop the records of steps after ``step`` from a ``metrics.jsonl`` (they are re-run after a resume)."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and _logged_step(line) <= step]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
-
-
-def _logged_step(line: str) -> float:
-    try:
-        return json.loads(line).get("step", 0)
-    except (ValueError, AttributeError):
-        return math.inf  # a torn last line from a kill: dropped
-
-
-def remove_stale_temporaries(root: Path) -> list[Path]:
-    """Remove ``.tmp_step_*_<pid>`` folders under ``root`` left by killed processes (the pid is
-    not running); a live process's folder is left alone."""
-    removed = []
-    for folder in root.glob(".tmp_step_*_*"):
-        pid = folder.name.rsplit("_", 1)[-1]
-        if folder.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _check_numbers(config: TrainConfig) -> None:
-    """Numeric settings must be numbers (not strings from a command line) and finite."""
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        kinds = str(spec.type)
-        if value is None or isinstance(value, bool) or not ("float" in kinds or "int" in kinds) or "str" in kinds:
-            continue
-        integer = "float" not in kinds
-        if not isinstance(value, int if integer else (int, float)):
-            raise ValueError(f"training setting {spec.name} must be {'an integer' if integer else 'a number'} "
-                             f"({spec.type}), got {value!r} ({type(value).__name__})")
-        if not math.isfinite(value):
-            raise ValueError(f"training setting {spec.name} must be finite, got {value!r}")
-
-
-# ----------------------------------------------------------------------------- helpers
-def _groups(data) -> list[int]:
-    """The hard-negative group id of every training pair, for ``group_batches``."""
-    if not callable(getattr(data, "groups", None)):
-        raise ValueError(
-            f"group_batches=True needs training data that declares its hard-negative groups (a .groups() method, "
-            f"as SyntheticScenes has); {type(data).__name__} has none: set group_batches=False"
-        )
-    return list(data.groups())
 
 
 def _device(name: str) -> torch.device:
@@ -747,19 +505,3 @@ def _all_reduce_gradients(model: nn.Module) -> None:
             param.grad /= world_size
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _python_state_to_tensors(state):
-    version, internal, gauss = state
-    return (version, torch.tensor(internal, dtype=torch.int64), gauss)
-
-
-def _python_state_from_tensors(state):
-    version, internal, gauss = state
-    return (version, tuple(int(x) for x in internal.tolist()), gauss)

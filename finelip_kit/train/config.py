@@ -1,0 +1,116 @@
+"""Training settings: ``TrainConfig`` (every option, validated) and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Settings that say where output goes or how often to report: they may differ on resume.
+RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
+                  "save_every", "keep_last", "num_workers", "device")
+# Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
+RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option, validated. Defaults are the CPU-friendly ``synthetic-tiny`` ones."""
+
+    out_dir: str = "runs/finelip"
+    steps: int | None = 300  # optimiser steps; None: run `epochs`
+    epochs: float = 1.0
+    train_minutes: float | None = None  # stop (and schedule the lr) on wall time instead
+    batch_size: int = 64  # per process, per micro-batch
+    accumulation: int = 1  # micro-batches per optimiser step
+    grad_cache: bool = False  # exact large-batch contrastive losses across micro-batches
+    lr_backbone: float = 1e-4  # pretrained towers (FineLIP: 1e-6)
+    lr_new: float = 1e-3  # ATRM, trainable position rows, temperature (FineLIP: 2e-4)
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
+    hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs ...
+    hardest_after_steps: int | None = None  # ... or after this many optimiser steps (set one of the two)
+    group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"
+    num_workers: int = 0
+    augment: bool = False
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int | None = None  # steps; evaluation also runs at the end when eval data is given
+    eval_modes: tuple[str, ...] | None = None  # None: every mode the model has (fine, fused need CLIM)
+    save_every: int | None = None  # steps; a final checkpoint is always written
+    keep_last: int = 2
+    resume: str | None = None  # "latest" or a checkpoint directory
+    resume_changes: tuple[str, ...] = ()  # settings allowed to differ from the checkpoint's (RESUME_CHANGEABLE)
+    max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.eval_modes = None if self.eval_modes is None else tuple(self.eval_modes)
+        self.resume_changes = tuple(self.resume_changes)
+        _check_numbers(self)
+        not_changeable = sorted(set(self.resume_changes) - set(RESUME_CHANGEABLE))
+        if not_changeable:
+            raise ValueError(f"resume_changes may name only {sorted(RESUME_CHANGEABLE)} (settings that do not change "
+                             f"what the data position or the optimiser state mean); got {not_changeable}")
+        checks = [
+            (self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be an integer >= 1 or None, got {self.steps!r}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.train_minutes is None or self.train_minutes > 0, f"train_minutes must be > 0, got {self.train_minutes}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 2, f"batch_size must be an integer >= 2 (contrastive losses need negatives), got {self.batch_size!r}"),
+            (isinstance(self.accumulation, int) and self.accumulation >= 1, f"accumulation must be an integer >= 1, got {self.accumulation!r}"),
+            (self.lr_backbone >= 0 and self.lr_new >= 0, f"learning rates must be >= 0, got {self.lr_backbone}, {self.lr_new}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
+            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
+            (self.fine_ramp_epochs >= 0, f"fine_ramp_epochs must be >= 0, got {self.fine_ramp_epochs}"),
+            (self.hardest_after_epochs is None or self.hardest_after_epochs >= 0,
+             f"hardest_after_epochs must be >= 0 or None, got {self.hardest_after_epochs}"),
+            (self.hardest_after_steps is None or (isinstance(self.hardest_after_steps, int) and self.hardest_after_steps >= 0),
+             f"hardest_after_steps must be an integer >= 0 or None, got {self.hardest_after_steps!r}"),
+            (self.hardest_after_steps is None or self.hardest_after_epochs is None,
+             f"set hardest_after_steps or hardest_after_epochs, not both (got {self.hardest_after_steps} steps and "
+             f"{self.hardest_after_epochs} epochs)"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
+            (self.max_nonfinite >= 1, f"max_nonfinite must be >= 1, got {self.max_nonfinite}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    """Numeric settings must be numbers (not strings from a command line) and finite."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        kinds = str(spec.type)
+        if value is None or isinstance(value, bool) or not ("float" in kinds or "int" in kinds) or "str" in kinds:
+            continue
+        integer = "float" not in kinds
+        if not isinstance(value, int if integer else (int, float)):
+            raise ValueError(f"training setting {spec.name} must be {'an integer' if integer else 'a number'} "
+                             f"({spec.type}), got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ValueError(f"training setting {spec.name} must be finite, got {value!r}")
+
+
+def lr_factor(step: int, progress: float, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from 1 to ``min_ratio`` as ``progress`` goes 0 → 1."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+

@@ -1,0 +1,85 @@
+"""What a training step reads: deterministic, resumable, rank-split batches of seeded pairs."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+from ..data.collate import PairDataset
+
+
+class EpochSampler(Sampler[int]):
+    """Deterministic shuffling per ``(seed, epoch)``; each global batch of ``batch_size · world``
+    indices is split into one contiguous chunk per rank, so N ranks see exactly the global
+    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data.
+
+    ``groups`` (one id per index): shuffle whole groups instead of single indices, so a batch
+    holds complete hard-negative groups (a group straddles two batches only where the batch
+    size is not a multiple of the group size)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 groups: Sequence[int] | None = None):
+        self.size, self.batch_size, self.seed, self.rank, self.world_size = size, batch_size, seed, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        self.members = None
+        if groups is not None:
+            if len(groups) != size:
+                raise ValueError(f"groups has {len(groups)} ids for {size} training pairs; give one per pair")
+            members: dict[int, list[int]] = {}
+            for index, group in enumerate(groups):
+                members.setdefault(group, []).append(index)
+            self.members = list(members.values())
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"{size} training pairs are fewer than one global batch ({batch_size} x {world_size} ranks); "
+                f"lower batch_size or add data"
+            )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.size // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.members is None:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            shuffled = torch.randperm(len(self.members), generator=generator).tolist()
+            order = torch.tensor([i for g in shuffled for i in self.members[g]])
+        global_batch = self.batch_size * self.world_size
+        for b in range(self.start_batch, self.batches_per_epoch):
+            chunk = order[b * global_batch + self.rank * self.batch_size : b * global_batch + (self.rank + 1) * self.batch_size]
+            yield from chunk.tolist()
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+class SeededPairs(PairDataset):
+    """``PairDataset`` whose random augmentation is a function of ``(seed, epoch, index)``: exact resume."""
+
+    def __init__(self, records, transform, seed: int):
+        super().__init__(records, transform)
+        self.seed, self.epoch = seed, 0
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not getattr(self.transform, "train", False):
+            return super().__getitem__(index)  # deterministic already
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**62)
+            return super().__getitem__(index)
+
+
+def _groups(data) -> list[int]:
+    """The hard-negative group id of every training pair, for ``group_batches``."""
+    if not callable(getattr(data, "groups", None)):
+        raise ValueError(
+            f"group_batches=True needs training data that declares its hard-negative groups (a .groups() method, "
+            f"as SyntheticScenes has); {type(data).__name__} has none: set group_batches=False"
+        )
+    return list(data.groups())
