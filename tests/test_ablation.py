@@ -48,6 +48,9 @@ def test_defaults_are_the_synthetic_tiny_preset_and_map_to_model_overrides():
     ({"settings": {"model.atrmk": 3}}, r"unknown setting 'model.atrmk'.*did you mean \['model.atrm_k'"),
     ({"settings": {"model.atrm_k": 3}}, r"'model.atrm_k' is the grid parameter 'atrm_k'; set atrm_k instead"),
     ({"settings": ["data.differing_objects"]}, r"parameter settings must be dict \| None"),
+    ({"settings": {"train.warmup_steps": -1}}, "warmup_steps must be >= 0, got -1"),       # values too, before any run
+    ({"settings": {"model.embed_dim": 0}}, "embed_dim must be an integer >= 1, got 0"),
+    ({"atrm_k": 99}, "atrm_k must be <= the image's 64 patch tokens"),
     ({"atrm_k": "16"}, r"parameter atrm_k must be int, got '16'"),
     ({"atrm_k": 0}, "parameter atrm_k must be >= 1, got 0"),
     ({"atrm_k": True}, "parameter atrm_k must be int, got True"),

@@ -92,6 +92,17 @@ class GridParameters:
         if self.preset not in TRAIN_PRESETS:
             raise ValueError(f"parameter preset must be one of {sorted(TRAIN_PRESETS)}, got {self.preset!r}")
         self._extra_settings()  # unknown or aliased keys in `settings` are errors now, not at run time
+        self.check_run()
+
+    def check_run(self) -> None:
+        """Every value of the run this point makes, checked now (a bad ``settings`` entry fails
+        the spec before any point runs): the recipe's settings and, where it can be read
+        without loading weights (a preset, a packaged model, a checkpoint), the model config."""
+        from ..pretrained import model_config
+        from ..recipe import RunSpec, resolve
+
+        resolved = resolve(RunSpec(settings=self.to_settings(), preset=self.preset))
+        model_config(resolved.model_source, **resolved.model_overrides)
 
     @property
     def name(self) -> str:
