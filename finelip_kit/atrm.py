@@ -16,14 +16,16 @@ from torch import nn
 class ATRM(nn.Module):
     """``ATRM(dim, k)``: ``(b, n, d)`` tokens + ``(b, n)`` mask → ``(b, k, d)`` refined, ``(b, k, n)`` weights."""
 
-    def __init__(self, dim: int, k: int, hidden_ratio: float = 0.2):
+    def __init__(self, dim: int, k: int, hidden_ratio: float = 0.2, scale_init: float = 1.0):
         super().__init__()
         if k < 1:
             raise ValueError(f"atrm_k must be >= 1, got {k}")
         hidden = max(1, int(dim * hidden_ratio))
         self.k = k
         self.score = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, k))
-        self.scale = nn.Parameter(torch.ones(()))
+        # The slot logits' learned scale: at 1 a fresh ATRM's weights are nearly uniform over the
+        # tokens (every slot the mean token); a larger start makes the slots sharper from step 0.
+        self.scale = nn.Parameter(torch.full((), float(scale_init)))
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logits = rearrange(self.score(tokens), "b n k -> b k n") * self.scale

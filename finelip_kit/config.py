@@ -164,6 +164,7 @@ class FineLIPConfig:
     atrm_k: int = 39
     atrm_k_text: int | None = None
     atrm_hidden_ratio: float = 0.2
+    atrm_scale_init: float = 1.0  # the slot logits' initial scale (a kit lever, issue 18; FineLIP: 1)
     # CLIM and the scores built on it.
     use_clim: bool = True
     clim_slope: float = 0.1
@@ -192,6 +193,7 @@ class FineLIPConfig:
         if self.atrm_k_text is not None:
             _check_int("atrm_k_text", self.atrm_k_text, 1)
         _check_number("atrm_hidden_ratio", self.atrm_hidden_ratio, 1e-6)
+        _check_number("atrm_scale_init", self.atrm_scale_init, 1e-6)
         _check_number("clim_slope", self.clim_slope, 0.0, 1.0)
         _check_choice("score_mode", self.score_mode, SCORE_MODES)
         _check_number("fuse_weight", self.fuse_weight, 0.0, 1.0)
@@ -281,6 +283,11 @@ def _check_keys(where: str, data: dict[str, Any], cls: type) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingError(f"{where} has unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+# Config keys added after checkpoints were first saved: a config without one loads with the
+# default, which is exactly the behaviour before the key existed. Any other missing key is refused.
+ADDED_KEYS = ("atrm_scale_init",)
 
 
 def _paper_k(num_patches: int) -> int:

@@ -34,8 +34,8 @@ class FineLIP(nn.Module):
         self.vision = VisionTower.from_config(config.vision, config.embed_dim)
         self.text = TextTower.from_config(config.text, config.embed_dim)
         refine = config.use_atrm and config.use_clim
-        self.image_atrm = ATRM(config.embed_dim, config.atrm_k, config.atrm_hidden_ratio) if refine else None
-        self.text_atrm = ATRM(config.embed_dim, config.text_k, config.atrm_hidden_ratio) if refine else None
+        self.image_atrm = ATRM(config.embed_dim, config.atrm_k, config.atrm_hidden_ratio, config.atrm_scale_init) if refine else None
+        self.text_atrm = ATRM(config.embed_dim, config.text_k, config.atrm_hidden_ratio, config.atrm_scale_init) if refine else None
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
 
     @property

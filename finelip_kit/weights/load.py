@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import FineLIPConfig
+from ..config import ADDED_KEYS, FineLIPConfig
 from ..tokenizer import get_tokenizer
 from .convert import checkpoint_format, config_from_hf, config_from_openai, convert_state_dict
 from .files import CONFIG_FILE, MODULES_CONFIG_FILE, MODULES_FILE, TEXT_POSITIONS, WEIGHTS_FILE, _NEW_MODULES, _POSITION_KEYS, read_state_dict
@@ -224,7 +224,8 @@ def _check_config_keys(data: dict[str, Any], source: str) -> None:
     for section, cls in ((None, FineLIPConfig), ("vision", VisionConfig), ("text", TextConfig)):
         given = data if section is None else data.get(section, {})
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing, extra = sorted(fields - set(given)), sorted(set(given) - fields)
+        added = set(ADDED_KEYS) if section is None else set()  # newer keys whose default is the old behaviour
+        missing, extra = sorted(fields - set(given) - added), sorted(set(given) - fields)
         where = "config" if section is None else f"config.{section}"
         if missing or extra:
             raise ValueError(
