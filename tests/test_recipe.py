@@ -154,3 +154,14 @@ def test_pretrain_tiny_through_the_recipe_equals_its_direct_form(tmp_path):
     Trainer(model, CaptionView(SyntheticScenes(split="train"), "alt_caption"), config).fit()
     for (name, a), b in zip(model.state_dict().items(), result.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_failed_point_sits_under_its_own_settings(tmp_path):
+    from finelip_kit.ablation.grid import _settings_of
+    from finelip_kit.records import write_record
+
+    write_record({"record_version": RECORD_VERSION, "run_name": "k8", "status": "failed", "preset": "synthetic-tiny",
+                  "settings": _settings_of({"atrm_k": 8, "steps": 2}), "parameters": {"atrm_k": 8, "steps": 2},
+                  "error": "RuntimeError: boom"}, tmp_path)
+    row = load_records(tmp_path).iloc[0]
+    assert row["status"] == "failed" and row["atrm_k"] == 8 and row["steps"] == 2 and row["pe_mode"] == "kps"

@@ -245,12 +245,22 @@ def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str
         except BaseException as error:  # noqa: BLE001 - any failure of a point is recorded, the grid goes on
             message = _error_text(error)
             write_record({"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
+                          "preset": parameters.get("preset", GridParameters.preset),
+                          "settings": _settings_of(parameters),
                           "parameters": {**GridParameters().measured(), **parameters}, "error": message,
                           "notebook": str(output), "timings": {"total_s": time.perf_counter() - started},
                           **provenance()}, spec.runs_dir)
             if not isinstance(error, Exception):
                 raise
             return message
+
+
+def _settings_of(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A failed point's settings, so its row in a table sits under its own settings."""
+    try:
+        return GridParameters(**parameters).to_settings()
+    except (TypeError, ValueError):
+        return {}
 
 
 @contextlib.contextmanager
