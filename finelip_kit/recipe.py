@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,14 +53,13 @@ class Resolved:
 
     model_source: str
     model_overrides: dict[str, Any]
-    train: Any  # TrainConfig
+    train: TrainConfig
     data: DataSpec
     eval: EvalSpec
 
     def settings(self, model_config=None) -> dict[str, Any]:
-        """Every measured setting as dotted keys (bookkeeping left out): the record's ``settings``."""
-        from dataclasses import asdict
-
+        """Every measured setting as dotted keys (bookkeeping left out): the record's ``settings``;
+        with ``model_config``, every model key, else the overrides only."""
         model = flatten("model", model_config.to_dict()) if model_config is not None else {
             f"model.{k}": v for k, v in self.model_overrides.items()}
         data = {f"data.{k}": v for k, v in asdict(self.data).items() if k != "synthetic"}
