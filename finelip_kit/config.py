@@ -165,6 +165,7 @@ class FineLIPConfig:
     atrm_k_text: int | None = None
     atrm_hidden_ratio: float = 0.2
     atrm_scale_init: float = 1.0  # the slot logits' initial scale (a kit lever, issue 18; FineLIP: 1)
+    slot_diversity_weight: float = 0.0  # weight of a penalty on ATRM slots' overlap (a kit lever, issue 18; FineLIP: 0)
     # CLIM and the scores built on it.
     use_clim: bool = True
     clim_slope: float = 0.1
@@ -194,6 +195,7 @@ class FineLIPConfig:
             _check_int("atrm_k_text", self.atrm_k_text, 1)
         _check_number("atrm_hidden_ratio", self.atrm_hidden_ratio, 1e-6)
         _check_number("atrm_scale_init", self.atrm_scale_init, 1e-6)
+        _check_number("slot_diversity_weight", self.slot_diversity_weight, 0.0)
         _check_number("clim_slope", self.clim_slope, 0.0, 1.0)
         _check_choice("score_mode", self.score_mode, SCORE_MODES)
         _check_number("fuse_weight", self.fuse_weight, 0.0, 1.0)
@@ -214,6 +216,8 @@ class FineLIPConfig:
                      f"the patch tokens into K slots")
             _require(self.text_k <= context, f"the text's ATRM K (atrm_k_text, else atrm_k) must be <= "
                      f"text.context_length {context}, got {self.text_k}")
+        _require(self.use_atrm or self.slot_diversity_weight == 0,
+                 f"slot_diversity_weight ({self.slot_diversity_weight}) acts on ATRM's slots; it needs use_atrm=True")
         uses_fine = self.loss != "global" or self.score_mode != "global"
         _require(
             self.use_clim or not uses_fine,
@@ -287,7 +291,7 @@ def _check_keys(where: str, data: dict[str, Any], cls: type) -> None:
 
 # Config keys added after checkpoints were first saved: a config without one loads with the
 # default, which is exactly the behaviour before the key existed. Any other missing key is refused.
-ADDED_KEYS = ("atrm_scale_init",)
+ADDED_KEYS = ("atrm_scale_init", "slot_diversity_weight")
 
 
 def _paper_k(num_patches: int) -> int:

@@ -152,3 +152,17 @@ def primary_component_loss(
     rank, _ = world()
     local = reduced[rank * image_embeds.shape[0] : (rank + 1) * image_embeds.shape[0]]
     return info_nce(local, short_text_embeds, logit_scale, image_ids=image_ids)
+
+
+def slot_overlap(weights: torch.Tensor) -> torch.Tensor:
+    """ATRM's slots' overlap, a penalty against their collapse (a kit lever, not FineLIP's):
+    ``(b, k, n)`` slot weights over the tokens → the mean cosine between the weight maps of two
+    distinct slots, over the batch. 1 when every slot weighs the tokens alike (all slots the
+    same refined token), 0 when the slots attend disjoint tokens."""
+    k = weights.shape[1]
+    if k < 2:
+        return weights.new_zeros(())
+    unit = F.normalize(weights, dim=-1)
+    gram = einsum(unit, unit, "b k n, b j n -> b k j")
+    return (reduce(gram, "b k j -> b", "sum") - reduce(torch.diagonal(gram, dim1=1, dim2=2), "b k -> b", "sum")).mean() / (k * (k - 1))
+

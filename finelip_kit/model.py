@@ -22,7 +22,16 @@ from torch import nn
 from .atrm import ATRM
 from .clim import DEFAULT_CHUNK_BYTES, clim_scores
 from .config import SCORE_MODES, FineLIPConfig, preset
-from .losses import gather_no_grad, gather_with_grad, info_nce, positives_from_ids, primary_component_loss, triplet_loss, world
+from .losses import (
+    gather_no_grad,
+    gather_with_grad,
+    info_nce,
+    positives_from_ids,
+    primary_component_loss,
+    slot_overlap,
+    triplet_loss,
+    world,
+)
 from .towers import Features, TextTower, VisionTower
 from .weights import load as weights_load
 
@@ -207,6 +216,11 @@ class FineLIP(nn.Module):
         if cfg.loss in ("fine", "global+fine"):
             terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
             total = total + fine_weight * terms["fine"]
+        if cfg.slot_diversity_weight > 0:
+            if image.slot_weights is None or text.slot_weights is None:
+                raise ValueError("slot_diversity_weight > 0 needs ATRM's slot weights (features from encode_image / encode_text)")
+            terms["diversity"] = 0.5 * (slot_overlap(image.slot_weights) + slot_overlap(text.slot_weights))
+            total = total + cfg.slot_diversity_weight * terms["diversity"]
         if cfg.pcm_weight > 0:
             if short is None:
                 raise KeyError("pcm_weight > 0 needs the short captions' features (short=...)")

@@ -81,3 +81,15 @@ def test_primary_component_loss_is_finite_with_small_batches():
     loss = primary_component_loss(images, short, torch.tensor(2.0), components=8)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(images.grad).all() and torch.isfinite(short.grad).all()
+
+
+def test_slot_overlap_is_one_for_collapsed_slots_and_zero_for_disjoint_ones():
+    from finelip_kit.losses import slot_overlap
+
+    uniform = torch.full((2, 4, 8), 1 / 8)
+    disjoint = torch.eye(4).repeat_interleave(2, dim=1)[None] / 2  # slot k weighs tokens 2k, 2k+1
+    assert slot_overlap(uniform).item() == pytest.approx(1.0) and slot_overlap(disjoint).item() == pytest.approx(0.0)
+    half = torch.stack([torch.eye(4)[0], (torch.eye(4)[0] + torch.eye(4)[1]) / 2])[None]  # cosine 1/sqrt(2)
+    assert slot_overlap(half).item() == pytest.approx(2 ** -0.5)
+    assert slot_overlap(torch.ones(1, 1, 5)).item() == 0.0
+

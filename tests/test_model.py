@@ -149,3 +149,15 @@ def test_context_77_model_truncates_like_clip(tok):
     model = create_model("tiny", **{"vision.image_size": 32, "text.context_length": 77, "text.stretch": "none"})
     assert model.context_length == 77
     assert model.text.position_table.shape[0] == 77
+
+
+def test_the_slot_diversity_term_reaches_atrm_and_needs_it():
+    model = create_model("tiny", slot_diversity_weight=1.0, **{"vision.image_size": 32, "atrm_k": 4})
+    images, ids = torch.randn(4, 3, 32, 32), torch.randint(0, 1000, (4, 12))
+    ids[:, 0], ids[:, -1] = 49406, 49407
+    terms = model({"images": images, "input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert 0.95 < terms["diversity"].item() <= 1.0  # a fresh ATRM: slots weigh the tokens almost alike
+    terms["loss"].backward()
+    assert model.image_atrm.score[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="slot_diversity_weight .* needs use_atrm=True"):
+        create_model("tiny", slot_diversity_weight=1.0, use_atrm=False, loss="global", use_clim=False)

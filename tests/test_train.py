@@ -151,10 +151,10 @@ def test_plain_accumulation_averages_micro_batch_gradients(tmp_path):
         torch.testing.assert_close(accumulated[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("loss", ["global", "fine", "global+fine"])
-def test_gradient_caching_equals_one_big_batch(tmp_path, loss):
+@pytest.mark.parametrize("loss, diversity", [("global", 0.0), ("fine", 0.0), ("global+fine", 0.0), ("global+fine", 0.5)])
+def test_gradient_caching_equals_one_big_batch(tmp_path, loss, diversity):
     # In float64, so the comparison sees the math, not float32 summation order (which differs at ~1e-6).
-    model = tiny(loss=loss, pcm_weight=0.5, pcm_components=4).double()
+    model = tiny(loss=loss, pcm_weight=0.5, pcm_components=4, slot_diversity_weight=diversity).double()
     trainer = Trainer(model, scenes(16), config(tmp_path, batch_size=4, accumulation=2, grad_cache=True))
 
     def batch(indices):

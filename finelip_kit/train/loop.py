@@ -240,12 +240,14 @@ class Trainer:
                 fresh = self.model.encode_batch(batch)
             outputs, grads = [], []
             for key, leaf in leaves.items():
-                for name in ("global_", "tokens"):
-                    cached = getattr(leaf, name).grad
-                    if cached is not None:
+                for name in ("global_", "tokens", "slot_weights"):
+                    cached = None if getattr(leaf, name) is None else getattr(leaf, name).grad
+                    if cached is not None:  # slot weights carry a gradient only under the slot-diversity term
                         out = getattr(fresh[key], name)
                         outputs.append(out)
-                        grads.append(cached[offset : offset + n, : out.shape[1]] if name == "tokens" else cached[offset : offset + n])
+                        part = cached[offset : offset + n]
+                        grads.append(part[:, : out.shape[1]] if name == "tokens" else
+                                     part[..., : out.shape[-1]] if name == "slot_weights" else part)
             torch.autograd.backward(outputs, grads)
             offset += n
         if self.ddp is not None:
@@ -494,7 +496,9 @@ def _to(batch: dict[str, Any], device: torch.device, dtype: torch.dtype = torch.
 
 
 def _leaf(features: Features) -> Features:
-    return Features(features.global_.detach().requires_grad_(), features.tokens.detach().requires_grad_(), features.mask)
+    weights = None if features.slot_weights is None else features.slot_weights.detach().requires_grad_()
+    return Features(features.global_.detach().requires_grad_(), features.tokens.detach().requires_grad_(), features.mask,
+                    weights)
 
 
 def _all_reduce_gradients(model: nn.Module) -> None:
