@@ -33,10 +33,11 @@ class SettingError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def closest(name: str, candidates, n: int = 3) -> list[str]:
+def closest(name: str, candidates, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """Up to ``n`` of ``candidates`` that look like ``name`` (difflib's ratio >= ``cutoff``)."""
     import difflib
 
-    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=cutoff)
 
 
 def _require(condition: bool, message: str) -> None:

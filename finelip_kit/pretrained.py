@@ -68,10 +68,9 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> FineLIP:
 def model_config(spec: str | Path, **overrides: Any):
     """The config ``load_model(spec, **overrides)`` builds, read without loading any weights,
     for a preset, a packaged model or a finelip-kit checkpoint; None for the other forms."""
-    import json
-
-    from .config import PRESETS, FineLIPConfig, preset
+    from .config import PRESETS, preset
     from .weights.assets import asset_path
+    from .weights.load import read_config
 
     text = str(spec)
     name = text[len("preset:"):] if text.startswith("preset:") else text
@@ -81,8 +80,8 @@ def model_config(spec: str | Path, **overrides: Any):
     if directory is None or not (directory / CONFIG_FILE).is_file():
         return None
     try:
-        config = FineLIPConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())["config"])
-    except (ValueError, KeyError, TypeError):
+        config = read_config(directory / CONFIG_FILE)
+    except ValueError:  # a transformers config, or one of another kit version
         return None
     return config.replace(**{"text.pretrained_context": config.text.positions, **overrides}) if overrides else config
 
@@ -107,9 +106,9 @@ def load_model(spec: "str | Path | FineLIP", **overrides: Any) -> FineLIP:
     and the closest names, without a hub call. ``overrides``: config keys
     (``atrm_k=8``, ``**{"text.context_length": 248}``) applied while loading.
     """
-    from .weights.assets import asset_names, asset_path
-    from .config import PRESETS
+    from .config import PRESETS, closest
     from .model import create_model
+    from .weights.assets import asset_names, asset_path
 
     if isinstance(spec, FineLIP):
         if overrides:
@@ -142,10 +141,8 @@ def load_model(spec: "str | Path | FineLIP", **overrides: Any) -> FineLIP:
         return create_model(text, **overrides)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
         return from_clip(text, **overrides)  # a hub id: transformers says clearly when it is offline
-    import difflib
-
-    known = sorted(PRESETS) + asset_names()
-    close = difflib.get_close_matches(text, known + [f"preset:{p}" for p in PRESETS], n=3, cutoff=0.5)
+    # a looser cutoff than for setting keys: model names are short (tni → tiny)
+    close = closest(text, sorted(PRESETS) + asset_names() + [f"preset:{p}" for p in PRESETS], cutoff=0.5)
     forms = "\n  ".join(MODEL_FORMS).format(presets=", ".join(sorted(PRESETS)), assets=", ".join(asset_names()))
     raise ValueError(
         f"no model {text!r}: it is not a preset, a packaged model, an existing file or directory, or a hub id "

@@ -154,25 +154,22 @@ def resolve(spec: RunSpec) -> Resolved:
 
 
 def load_data(data: DataSpec, evaluation: EvalSpec):
-    """(train, validation or None, test or None) pairs for a run."""
+    """(train, validation or None, test or None) pairs for a run. Validation and test come from
+    ``data.eval_source`` when set (else ``data.source``); the synthetic benchmark's validation
+    split is always ``val``. A size of 0 skips a split, None takes all of it."""
     from .data import CaptionView, SyntheticConfig, SyntheticScenes, load_pairs
 
-    if data.source == "synthetic" and (data.eval_source in (None, "synthetic")):
-        scenes = SyntheticConfig(**data.synthetic)
-        train = SyntheticScenes(scenes, split=data.train_split)
-        val = SyntheticScenes(scenes, split="val", size=evaluation.val_size) if evaluation.val_size != 0 else None
-        test = SyntheticScenes(scenes, split="test", size=evaluation.size) if evaluation.size != 0 and data.test_split else None
-    else:
-        train = load_pairs(data.source, split=data.train_split, root=data.root, on_error=data.on_error)
-        source = data.eval_source or data.source
+    def pairs(source: str, split: str, size: int | None = None):
+        if source == "synthetic":
+            return SyntheticScenes(SyntheticConfig(**data.synthetic), split=split, size=size)
+        loaded = load_pairs(source, split=split, root=data.root, on_error=data.on_error)
+        return loaded.take(size) if size else loaded
 
-        def split(name, size):
-            if not name or size == 0:
-                return None
-            pairs = load_pairs(source, split=name, root=data.root, on_error=data.on_error)
-            return pairs.take(size) if size else pairs
-
-        val, test = split(data.val_split, evaluation.val_size), split(data.test_split, evaluation.size)
+    train = pairs(data.source, data.train_split)
+    source = data.eval_source or data.source
+    val_split = "val" if source == "synthetic" else data.val_split
+    val = pairs(source, val_split, evaluation.val_size) if val_split and evaluation.val_size != 0 else None
+    test = pairs(source, data.test_split, evaluation.size) if data.test_split and evaluation.size != 0 else None
     if data.caption_field != "caption":
         train = CaptionView(train, data.caption_field)
     return train, val, test

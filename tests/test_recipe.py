@@ -165,3 +165,14 @@ def test_a_failed_point_sits_under_its_own_settings(tmp_path):
                   "error": "RuntimeError: boom"}, tmp_path)
     row = load_records(tmp_path).iloc[0]
     assert row["status"] == "failed" and row["atrm_k"] == 8 and row["steps"] == 2 and row["pe_mode"] == "kps"
+
+
+def test_synthetic_training_can_be_evaluated_on_other_data(tmp_path):
+    from finelip_kit.data import SyntheticScenes, write_jsonl
+    from finelip_kit.recipe import load_data
+
+    write_jsonl(SyntheticScenes(split="test", size=6), tmp_path / "other")
+    spec = resolve(RunSpec(settings={"data.eval_source": str(tmp_path / "other" / "test.jsonl"), "eval.size": 4,
+                                     "eval.val_size": 0}))
+    train, val, test = load_data(spec.data, spec.eval)
+    assert isinstance(train, SyntheticScenes) and val is None and len(test) == 4

@@ -73,8 +73,7 @@ def complete_settings(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("record_version", 1) >= 2 and "model.source" in settings:
         return settings  # the recipe's own records hold every setting
     try:
-        resolved = resolve(RunSpec(settings={k: v for k, v in settings.items() if k != "train.out_dir"},
-                                   preset=record.get("preset") or "synthetic-tiny"))
+        resolved = resolve(RunSpec(settings=settings, preset=record.get("preset") or "synthetic-tiny"))
         full = resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
     except (ValueError, TypeError):
         return settings
@@ -86,8 +85,10 @@ def along(frame, *columns: str):
     seed): one axis of an ablation grid, e.g. ``along(records, "atrm_k")`` for the K curve."""
     names = [column(frame, c) for c in columns]
     fixed = [c for c in parameter_columns(frame) if c not in names and c != "seed"]
-    keep = frame.index == frame.index  # all True
-    for name in fixed:
+    import pandas as pd
+
+    keep = pd.Series(True, index=frame.index)
+    for name in fixed:  # each compared with its most common value over the whole frame
         values = as_text(frame[name])
         keep &= values == values.mode().iloc[0]
     return frame[keep]

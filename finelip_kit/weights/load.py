@@ -193,13 +193,7 @@ def load_pretrained(cls, directory: str | Path, **overrides: Any) -> nn.Module:
                 f"{str(path)!r} does not exist: a finelip-kit checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE} "
                 f"(written by model.save_pretrained); for a transformers CLIP use FineLIP.from_clip"
             )
-    try:
-        saved = json.loads(config_path.read_text())
-        data = saved["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{str(config_path)!r} is not a finelip-kit config ({error})") from error
-    _check_config_keys(data, str(config_path))
-    config = FineLIPConfig.from_dict(data)
+    config = read_config(config_path)
     weights = load_asset_weights(directory) if packaged else read_state_dict(weights_path)
     if not overrides:
         model = cls(config)
@@ -214,6 +208,16 @@ def load_pretrained(cls, directory: str | Path, **overrides: Any) -> nn.Module:
     for key in fresh:
         del weights[key]
     return load_converted(model, {**weights, TEXT_POSITIONS: table}, str(weights_path))
+
+
+def read_config(path: str | Path) -> FineLIPConfig:
+    """The config of a finelip-kit checkpoint's ``config.json``, its keys checked against this version."""
+    try:
+        data = json.loads(Path(path).read_text())["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{str(path)!r} is not a finelip-kit config ({error})") from error
+    _check_config_keys(data, str(path))
+    return FineLIPConfig.from_dict(data)
 
 
 def _check_config_keys(data: dict[str, Any], source: str) -> None:
