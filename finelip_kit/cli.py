@@ -139,7 +139,7 @@ def pretrain_tiny(args: argparse.Namespace) -> int:
 
     from .pretrain import pretrain_tiny as run
 
-    metrics = run(args.out, steps=args.steps, seed=args.seed)
+    metrics = run(args.out, steps=args.steps, seed=args.seed, settings=parse_settings(args.set or []))
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
     print(f"wrote the tiny base to {args.out}; load it with FineLIP.from_pretrained({args.out!r})")
     return 0
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrainer.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, metrics.json)")
     pretrainer.add_argument("--steps", type=int, default=PRETRAIN["steps"])
     pretrainer.add_argument("--seed", type=int, default=PRETRAIN["seed"])
+    pretrainer.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                            help="more settings, e.g. model.embed_dim=4 or data.grid_size=8 (a base for another regime)")
     pretrainer.set_defaults(run=pretrain_tiny)
     evaluator = commands.add_parser("eval", help="retrieval evaluation (R@1/5/10 both ways, every scoring mode)",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -157,6 +157,9 @@ def load_data(data: DataSpec, evaluation: EvalSpec):
     """(train, validation or None, test or None) pairs for a run. Validation and test come from
     ``data.eval_source`` when set (else ``data.source``); the synthetic benchmark's validation
     split is always ``val``. A size of 0 skips a split, None takes all of it."""
+    if evaluation.binding and (data.eval_source or data.source) != "synthetic":
+        raise ValueError(f"eval.binding is a probe of the synthetic benchmark; the evaluation data here is "
+                         f"{data.eval_source or data.source!r}: set eval.binding=false")
     from .data import CaptionView, SyntheticConfig, SyntheticScenes, load_pairs
 
     def pairs(source: str, split: str, size: int | None = None):
@@ -173,6 +176,15 @@ def load_data(data: DataSpec, evaluation: EvalSpec):
     if data.caption_field != "caption":
         train = CaptionView(train, data.caption_field)
     return train, val, test
+
+
+def binding_pairs(data: DataSpec, size: int):
+    """``size`` test pairs of the run's synthetic scenes in binding groups (two late objects
+    swap attributes; ``SyntheticConfig.group_kind``): the ``eval.binding`` probe."""
+    from .data import SyntheticConfig, SyntheticScenes
+
+    config = SyntheticConfig(**{**data.synthetic, "group_kind": "binding", "differing_objects": 2})
+    return SyntheticScenes(config, split="test", size=size)
 
 
 def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
@@ -216,6 +228,8 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     if test_data is not None and evaluation.alt_captions:
         alt = score(CaptionView(test_data, "alt_caption"), modes=("global",), rerank_k=None)
         metrics.update({f"alt/{k}": v for k, v in alt.items()})
+    if test_data is not None and evaluation.binding:
+        metrics.update({f"binding/{k}": v for k, v in score(binding_pairs(resolved.data, len(test_data))).items()})
     val_metrics = score(val_data) if val_data is not None else {}
     if val_metrics:  # the training log ends with the final validation scores, as periodic evaluations appear there
         trainer.write_log({"step": trainer.step, "final": True, **{f"eval/{k}": round(v, 3) for k, v in val_metrics.items()}})

@@ -91,6 +91,7 @@ class EvalSpec:
     batch_size: int = 64
     reference: bool = True  # also score the starting model as is (its original context) on the test pairs
     alt_captions: bool = False  # synthetic: also global recall with the alt-text captions (alt/global/...)
+    binding: bool = False  # synthetic: also `size` test pairs in binding groups (binding/<mode>/group/t2i, ...)
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # memory the CLIM scoring may use at once (scores do not depend on it)
 
     def __post_init__(self) -> None:
@@ -104,6 +105,9 @@ class EvalSpec:
         if self.rerank_k is not None and (isinstance(self.rerank_k, bool) or not isinstance(self.rerank_k, int)
                                           or self.rerank_k < 1):
             raise ValueError(f"eval.rerank_k must be an integer >= 1 or None, got {self.rerank_k!r}")
+        for name in ("reference", "alt_captions", "binding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"eval.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("batch_size", "chunk_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -1,6 +1,7 @@
 """Grid-point parameters, grid specs, records and the explorer helpers (no papermill here)."""
 
 import json
+from pathlib import Path
 
 import matplotlib
 import nbformat
@@ -253,3 +254,18 @@ def test_two_stage_points_keep_plain_mode_names_and_exact_group_accuracy(tmp_pat
     for mode in ("fine", "fused"):
         assert record["metrics"][f"{mode}/group/t2i"] == full[f"{mode}/group/t2i"]
         assert record["metrics"][f"{mode}/group/i2t"] == full[f"{mode}/group/i2t"]
+
+
+def test_shipped_record_sets_load_by_name_from_anywhere(tmp_path, monkeypatch):
+    from finelip_kit.ablation import SHIPPED_RECORDS, records_folder
+
+    monkeypatch.chdir(tmp_path)
+    calibration = load_records("calibration")
+    assert len(calibration) == 54 and calibration.groupby("run_name").size().max() == 1
+    assert sorted(calibration["seed"].value_counts().to_dict().items()) == [(0, 18), (1, 18), (2, 18)]
+    assert len(load_records("capacity-levers")) == 9
+    assert records_folder("calibration") == SHIPPED_RECORDS["calibration"]
+    (tmp_path / "calibration").mkdir()  # a folder of the user's own wins over the shipped name
+    assert records_folder("calibration") == Path("calibration")
+    with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'demo'\\]"):
+        load_records("no-such-set")

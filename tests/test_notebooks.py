@@ -204,3 +204,9 @@ def test_retrieval_notebook_refuses_a_torchscript_payload_as_its_model(tmp_path)
     with pytest.raises(papermill.PapermillExecutionError, match="refused to load TorchScript archive"):
         execute("notebooks/03_retrieval_eval.ipynb", tmp_path / "out.ipynb", model=str(payload), size=16)
     assert not marker.exists()
+
+
+def test_explorer_notebook_opens_on_the_shipped_multi_seed_calibration(tmp_path):
+    notebook = execute("ablations/explorer.ipynb", tmp_path / "out.ipynb", export_dir="exports")  # default results_dir
+    text = outputs_of(notebook)
+    assert "54 record(s), 54 ok; failed: []" in text  # 18 settings x 3 seeds, wherever the kernel starts

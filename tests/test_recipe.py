@@ -176,3 +176,50 @@ def test_synthetic_training_can_be_evaluated_on_other_data(tmp_path):
                                      "eval.val_size": 0}))
     train, val, test = load_data(spec.data, spec.eval)
     assert isinstance(train, SyntheticScenes) and val is None and len(test) == 4
+
+
+def test_the_binding_probe_scores_binding_groups_of_the_runs_scenes(tmp_path):
+    from finelip_kit.evaluate import evaluate_retrieval
+    from finelip_kit.recipe import binding_pairs, load_data
+    from finelip_kit.records import plain_mode_names
+
+    spec = RunSpec(settings={**FAST, "eval.binding": True}, name="b", results_dir=str(tmp_path), progress=False)
+    result = run(spec)
+    pairs = binding_pairs(resolve(spec).data, 16)
+    assert pairs.config.group_kind == "binding" and pairs.config.image_size == 32 and len(pairs) == 16
+    expected = plain_mode_names(evaluate_retrieval(result.model, pairs).metrics)
+    binding = {k[len("binding/"):]: v for k, v in result.record["metrics"].items() if k.startswith("binding/")}
+    assert binding == expected and {"global/group/t2i", "fine/group/t2i", "fused/group/i2t"} <= set(binding)
+    test_pairs = load_data(resolve(spec).data, resolve(spec).eval)[2]
+    assert pairs[0]["caption"] != test_pairs[0]["caption"] and pairs[0]["late_token"] >= 75  # scenes of their own
+
+
+def test_the_binding_probe_is_refused_off_the_synthetic_data(tmp_path):
+    from finelip_kit.data import SyntheticScenes, write_jsonl
+    from finelip_kit.recipe import load_data
+
+    write_jsonl(SyntheticScenes(split="test", size=6), tmp_path / "other")
+    spec = resolve(RunSpec(settings={"data.eval_source": str(tmp_path / "other" / "test.jsonl"), "eval.binding": True}))
+    with pytest.raises(ValueError, match="eval.binding is a probe of the synthetic benchmark.*set eval.binding=false"):
+        load_data(spec.data, spec.eval)
+    with pytest.raises(ValueError, match="eval.binding must be true or false, got 'yes'"):
+        resolve(RunSpec(settings={"eval.binding": "yes"}))
+
+
+def test_pretraining_takes_more_settings_for_other_regimes(tmp_path):
+    from finelip_kit import FineLIP
+    from finelip_kit.pretrain import pretrain_settings, pretrain_tiny
+
+    with pytest.raises(ValueError, match=r"pretraining settings \['train.steps'\] are stage 1's own"):
+        pretrain_settings(extra={"steps": 5})
+    dense = {"data.grid_size": 8, "data.min_objects": 14, "data.max_objects": 20}
+    assert pretrain_settings(steps=3, extra={"model.embed_dim": 4, **dense})["model.embed_dim"] == 4
+    assert cli_main(["pretrain-tiny", "--out", str(tmp_path / "d4"), "--steps", "2", "--set", "model.embed_dim=4",
+                     "train.batch_size=8", "data.grid_size=8", "data.min_objects=14", "data.max_objects=20"]) == 0
+    metrics = json.loads((tmp_path / "d4" / "metrics.json").read_text())
+    assert metrics["settings"] == {"model.embed_dim": 4, "train.batch_size": 8, **dense} and metrics["steps"] == 2
+    base = FineLIP.from_pretrained(str(tmp_path / "d4"))
+    assert base.config.embed_dim == 4 and base.context_length == 77 and base.image_atrm is None
+    # the same stage with no extra settings is the packaged base's recipe
+    assert pretrain_settings(steps=2) == {**pretrain_settings(steps=2, extra={})}
+    assert pretrain_tiny.__defaults__[-1] is None

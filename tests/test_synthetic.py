@@ -101,3 +101,82 @@ def test_show_samples_draws_a_figure(scenes):
     figure = show_samples(scenes, indices=(0, 1))
     assert len(figure.axes) == 4
     assert scenes[0]["caption"][:20] in figure.axes[1].texts[0].get_text().replace("\n", " ")
+
+
+def _late_pair(scenes, index):
+    return scenes.objects(index)[-2:]
+
+
+def test_binding_groups_swap_attributes_between_two_late_objects(tokenizer):
+    config = SyntheticConfig(group_kind="binding", differing_objects=2)
+    scenes = SyntheticScenes(config, split="test", size=40)
+    cell = config.image_size // config.grid_size
+    for group in range(10):
+        members = [scenes[group * 4 + m] for m in range(4)]
+        captions = [r["caption"] for r in members]
+        assert len(set(captions)) == 4
+        # the same bag of words: only which attribute goes with which object tells members apart
+        bags = [sorted(c.replace(".", " ").replace(",", " ").split()) for c in captions]
+        assert all(bag == bags[0] for bag in bags)
+        truncated = tokenizer(captions, context_length=77).input_ids
+        assert (truncated == truncated[0]).all()
+        ids = [tokenizer.encode([c])[0] for c in captions]
+        first_difference = min(next(k for k, (x, y) in enumerate(zip(ids[0], other)) if x != y) for other in ids[1:])
+        assert first_difference >= members[0]["late_token"] >= CLIP_TEXT_TOKENS
+        pairs = [_late_pair(scenes, group * 4 + m) for m in range(4)]
+        a, b = pairs[0]
+        assert all(getattr(a, x) != getattr(b, x) for x in ("colour", "shape", "size"))  # every swap is visible
+        for first, second in pairs[1:]:
+            assert (first.row, first.col, second.row, second.col) == (a.row, a.col, b.row, b.col)
+            for attribute in ("colour", "shape", "size"):  # each attribute stays or swaps, never anything else
+                got = (getattr(first, attribute), getattr(second, attribute))
+                assert got in ((getattr(a, attribute), getattr(b, attribute)), (getattr(b, attribute), getattr(a, attribute)))
+        assert len({tuple((o.colour, o.shape, o.size) for o in pair) for pair in pairs}) == 4
+        # pixels differ only in the two swapped objects' cells
+        images = [np.asarray(r["image"]).astype(int) for r in members]
+        changed = {(a.row, a.col), (b.row, b.col)}
+        for other in images[1:]:
+            diff = np.abs(images[0] - other).sum(-1)
+            for row in range(config.grid_size):
+                for col in range(config.grid_size):
+                    if (row, col) not in changed:
+                        assert diff[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell].max() == 0
+
+
+def test_binding_with_one_size_swaps_colour_and_shape_only():
+    scenes = SyntheticScenes(SyntheticConfig(group_kind="binding", differing_objects=2, sizes=("small",)),
+                             split="val", size=8)
+    assert scenes.config.swappable() == ("colour", "shape")
+    pairs = [_late_pair(scenes, m) for m in range(4)]
+    assert len({tuple((o.colour, o.shape) for o in pair) for pair in pairs}) == 4
+
+
+def test_replace_groups_are_unchanged_by_the_binding_option():
+    # the default scenes are the calibration's: group_kind="replace" draws exactly what it drew before
+    scenes = SyntheticScenes(SyntheticConfig(group_kind="replace"), split="test", size=4)
+    assert scenes[0]["caption"] == SyntheticScenes(split="test", size=4)[0]["caption"]
+    assert [(o.shape, o.colour, o.size) for o in scenes.objects(0)][:2] == [
+        (o.shape, o.colour, o.size) for o in SyntheticScenes(split="test", size=4).objects(0)][:2]
+
+
+def test_binding_knobs_are_validated():
+    with pytest.raises(ValueError, match="set differing_objects=2 \\(got 1\\)"):
+        SyntheticConfig(group_kind="binding")
+    with pytest.raises(ValueError, match="group_kind must be one of \\('replace', 'binding'\\), got 'swap'"):
+        SyntheticConfig(group_kind="swap")
+    with pytest.raises(ValueError, match="only 4 variants of the differing objects exist for group_size 5"):
+        SyntheticConfig(group_kind="binding", differing_objects=2, sizes=("small",), group_size=5)
+
+
+def test_dense_scenes_count_past_twelve_in_digits_the_base_knows(tokenizer):
+    from finelip_kit.data.synthetic import vocabulary_token_ids
+
+    scenes = SyntheticScenes(SyntheticConfig(grid_size=8, min_objects=14, max_objects=20), split="test", size=40)
+    counts = [len(scenes.objects(i)) for i in range(40)]
+    assert min(counts) >= 14 and max(counts) <= 20
+    record = scenes[0]
+    assert record["short_caption"].startswith("A ") and f"with {counts[0]} shapes on a 8 by 8 grid." in record["short_caption"]
+    known = set(vocabulary_token_ids())
+    for r in scenes.records(range(8)):
+        assert set(tokenizer.encode([r["caption"]])[0]) <= known
+        assert r["late_token"] >= CLIP_TEXT_TOKENS

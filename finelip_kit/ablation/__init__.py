@@ -15,7 +15,8 @@ with papermill; ``load_records`` / ``ablation_table`` / ``plot_ablation`` read r
 """
 
 from ..records import RECORD_VERSION, plain_mode_names, provenance, read_record, write_record
-from .analysis import ablation_table, along, as_text, column, complete_settings, load_records, metric_columns, parameter_columns, plot_ablation, summary_frame
+from .analysis import (SHIPPED_RECORDS, ablation_table, along, as_text, column, complete_settings, load_records, metric_columns,
+                       parameter_columns, plot_ablation, records_folder, summary_frame)
 from .explorer import AblationExplorer, highlight
 from .grid import (
     BUSY,
@@ -34,9 +35,9 @@ from .grid import (
 from .params import BOOKKEEPING, CHOICES, GridParameters, point_name, run_point, validate_parameters
 
 __all__ = [
-    "BOOKKEEPING", "BUSY", "CHOICES", "DONE_ELSEWHERE", "RECORD_MIMETYPE", "RECORD_VERSION", "AblationExplorer",
+    "BOOKKEEPING", "BUSY", "CHOICES", "DONE_ELSEWHERE", "RECORD_MIMETYPE", "RECORD_VERSION", "SHIPPED_RECORDS", "AblationExplorer",
     "GridOutcome", "GridParameters", "GridSpec", "ablation_table", "along", "as_text", "attach_record", "column", "complete_settings", "expand_points",
     "fold_settings", "highlight", "load_records", "load_spec", "metric_columns", "parameter_columns", "plain_mode_names",
-    "plot_ablation", "point_lock", "point_name", "provenance", "read_notebook_record", "read_record", "run_grid",
+    "plot_ablation", "point_lock", "point_name", "provenance", "records_folder", "read_notebook_record", "read_record", "run_grid",
     "run_point", "summary_frame", "validate_parameters", "write_record",
 ]

@@ -25,20 +25,41 @@ def summary_frame(record: dict[str, Any]):
 
 
 # ----------------------------------------------------------------------------- reading records
+_ROOT = Path(__file__).resolve().parents[2]
+# Record folders that ship with the kit (multi-seed results), by name: load_records("calibration").
+SHIPPED_RECORDS: dict[str, Path] = {
+    "calibration": _ROOT / "docs" / "calibration",          # the benchmark's calibration, 18 settings x 3 seeds
+    "capacity-map": _ROOT / "docs" / "capacity" / "map",    # issue 18's map: width x scene load x arm, 3 seeds
+    "capacity-levers": _ROOT / "docs" / "capacity" / "levers",  # levers on ATRM's slot collapse, 3 seeds
+    "demo": _ROOT / "ablations" / "results",                # what `make demo` wrote (one point)
+}
+
+
+def records_folder(results_dir: str | Path) -> Path:
+    """``results_dir`` as a folder: an existing path, else a shipped record set's name (``SHIPPED_RECORDS``)."""
+    path = Path(results_dir).expanduser()
+    if not path.is_dir() and str(results_dir) in SHIPPED_RECORDS:
+        return SHIPPED_RECORDS[str(results_dir)]
+    return path
+
+
 def load_records(results_dir: str | Path, status: str | None = None):
     """Every record under ``results_dir`` (recursively; any version the kit has written, see
     ``finelip_kit.records``) as a DataFrame: one row per record, a column per setting (named by
     its short alias where it has one — ``atrm_k``, ``pe_mode`` — else by its dotted key —
     ``data.differing_objects``), metric columns (``global/t2i/R@1``, ...), ``val/<metric>``,
     ``reference/<metric>``, ``status``, ``run_name``, ``preset``, ``path``. Files that are not
-    records are skipped and counted in ``frame.attrs["skipped"]``."""
+    records are skipped and counted in ``frame.attrs["skipped"]``. ``results_dir`` may also name a
+    record set shipped with the kit: ``"calibration"``, ``"capacity-map"``, ... (``SHIPPED_RECORDS``)."""
     import pandas as pd
 
     rows, skipped = [], []
-    if not Path(results_dir).is_dir():
+    folder = records_folder(results_dir)
+    if not folder.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist; run a grid point first "
-                                f"(papermill ablations/grid.ipynb out.ipynb) or point at ablations/runs/<grid>")
-    for path in sorted(Path(results_dir).rglob("*.json")):
+                                f"(papermill ablations/grid.ipynb out.ipynb), point at ablations/runs/<grid>, "
+                                f"or name a shipped record set: {sorted(SHIPPED_RECORDS)}")
+    for path in sorted(folder.rglob("*.json")):
         if (path.parent / "model.safetensors").is_file() or path.parent.name.startswith("step_"):
             continue  # a saved model's or checkpoint's own config, not a record
         record = read_record(path)

@@ -10,6 +10,12 @@ sentences start after ``75 + late_offset`` caption tokens. The 77-token truncati
 group's captions are therefore identical: a model that reads 77 tokens can do no better
 than chance inside a group, a long-context model can.
 
+**Binding groups** (``group_kind="binding"``, with ``differing_objects=2``): the members
+differ only by *swapping* attributes (colour, shape, size) between the two late objects: every
+member's caption has the same bag of words, and only which attribute goes with which object —
+and where — tells them apart. Within-group accuracy on them is the kit's compositionality probe
+(``eval.binding``).
+
 Every sample is a pure function of ``(seed, split, index)``: the dataset is ready at
 once, and identical in every worker and on every machine. Splits draw their scenes from
 disjoint random streams.
@@ -62,6 +68,8 @@ RELATION_TEMPLATES = (
     "The {a} is {relation} the {b}.",
     "Look for the {a} {relation} the {b}.",
 )
+GROUP_KINDS = ("replace", "binding")
+ATTRIBUTES = ("colour", "shape", "size")
 # CLIP's 77-token context keeps BOS + 75 text tokens + EOT.
 CLIP_TEXT_TOKENS = 75
 
@@ -80,6 +88,7 @@ class SyntheticConfig:
     relation_sentences: int = 2
     group_size: int = 4
     differing_objects: int = 1  # objects that change inside a group (described late)
+    group_kind: str = "replace"  # "replace": the late objects are redrawn; "binding": two late objects swap attributes
     late_offset: int = 0  # the differing sentences start after 75 + late_offset caption tokens
     noise: float = 6.0  # pixel noise std (0-255 scale)
     colour_jitter: float = 10.0  # per-object colour std
@@ -109,16 +118,28 @@ class SyntheticConfig:
             (self.noise >= 0 and self.colour_jitter >= 0, "noise and colour_jitter must be >= 0"),
             (set(self.sizes_per_split) <= set(SPLITS), f"sizes_per_split keys must be among {SPLITS}"),
         ]
-        variants = (len(self.colours) * len(self.shapes) * len(self.sizes)) ** self.differing_objects
+        checks.append((self.group_kind in GROUP_KINDS, f"group_kind must be one of {GROUP_KINDS}, got {self.group_kind!r}"))
+        if self.group_kind == "binding":
+            checks.append((self.group_size == 1 or self.differing_objects == 2,
+                           f"binding groups swap attributes between two objects: set differing_objects=2 "
+                           f"(got {self.differing_objects})"))
+            variants = 2 ** len(self.swappable())
+            hint = "use two sizes or fewer members"
+        else:
+            variants = (len(self.colours) * len(self.shapes) * len(self.sizes)) ** self.differing_objects
+            hint = "add colours/shapes or differing_objects"
         checks.append((variants >= self.group_size,
-                       f"only {variants} variants of the differing objects exist for group_size {self.group_size}; "
-                       f"add colours/shapes or differing_objects"))
+                       f"only {variants} variants of the differing objects exist for group_size {self.group_size}; {hint}"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def swappable(self) -> tuple[str, ...]:
+        """The attributes a binding group can swap: those with two or more values."""
+        return tuple(a for a in ATTRIBUTES if len(getattr(self, a + "s")) >= 2)
 
 
 @dataclass
@@ -207,6 +228,9 @@ class SyntheticScenes:
         shared, late = base[: n_objects - n_diff], base[n_objects - n_diff :]
         members = [shared + late]
         seen = {tuple((o.shape, o.colour, o.size) for o in late)}
+        if cfg.group_kind == "binding" and n_diff:
+            late[1] = self._unlike(late[0], late[1], rng)
+            members = [shared + variant for variant in _swaps(late[0], late[1], cfg, rng)]
         while len(members) < cfg.group_size:
             variant = [self._random_object(rng, o.row, o.col) for o in late]
             key = tuple((o.shape, o.colour, o.size) for o in variant)
@@ -216,7 +240,7 @@ class SyntheticScenes:
         background = str(rng.choice(list(BACKGROUNDS)))
         position_style = int(rng.integers(len(POSITION_STYLES)))
         object_templates = rng.integers(len(OBJECT_TEMPLATES), size=n_objects)
-        intro = f"A {background} canvas with {NUMBER_WORDS[n_objects - 1]} shapes on a {cfg.grid_size} by {cfg.grid_size} grid."
+        intro = f"A {background} canvas with {_count(n_objects)} shapes on a {cfg.grid_size} by {cfg.grid_size} grid."
         shared_sentences = [
             _object_sentence(o, OBJECT_TEMPLATES[t], position_style) for o, t in zip(shared, object_templates)
         ]
@@ -255,6 +279,12 @@ class SyntheticScenes:
             size=str(rng.choice(cfg.sizes)),
         )
 
+    def _unlike(self, first: SceneObject, other: SceneObject, rng: np.random.Generator) -> SceneObject:
+        """``other`` redrawn in its cell until it differs from ``first`` in every swappable attribute."""
+        while any(getattr(first, a) == getattr(other, a) for a in self.config.swappable()):
+            other = self._random_object(rng, other.row, other.col)
+        return other
+
     # ------------------------------------------------------------------ rendering
     def _render(self, objects: list[SceneObject], background: str, rng: np.random.Generator) -> Image.Image:
         cfg = self.config
@@ -272,8 +302,31 @@ class SyntheticScenes:
         return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
 
 
+def _swaps(first: SceneObject, second: SceneObject, cfg: SyntheticConfig, rng: np.random.Generator):
+    """``group_size`` distinct [first, second] pairs: as drawn, then with a random choice of the other
+    patterns of swapped attributes (each pattern a non-empty subset of ``cfg.swappable()``)."""
+    import itertools
+
+    names = cfg.swappable()
+    patterns = [c for r in range(1, len(names) + 1) for c in itertools.combinations(names, r)]
+    chosen = [patterns[int(i)] for i in rng.permutation(len(patterns))[: cfg.group_size - 1]]
+    variants = [[first, second]]
+    for swapped in chosen:
+        a = {x: getattr(first, x) for x in ATTRIBUTES}
+        b = {x: getattr(second, x) for x in ATTRIBUTES}
+        for name in swapped:
+            a[name], b[name] = b[name], a[name]
+        variants.append([SceneObject(first.row, first.col, **a), SceneObject(second.row, second.col, **b)])
+    return variants
+
+
 def _rng(seed: int, split: str, group: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), group, stream])
+
+
+def _count(n: int) -> str:
+    """'seven'; digits past twelve ('fourteen' is not in the packaged base's vocabulary, digits are)."""
+    return NUMBER_WORDS[n - 1] if n <= len(NUMBER_WORDS) else str(n)
 
 
 def _position(obj: SceneObject, style: int) -> str:

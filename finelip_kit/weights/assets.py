@@ -50,6 +50,18 @@ def save_asset(model, directory: str | Path, used_rows: torch.Tensor, metrics: d
     return directory
 
 
+def is_compact(directory: Path) -> bool:
+    """Whether ``directory`` holds weights in the compact asset layout (``save_asset``: a reduced
+    token table), as ``finelip pretrain-tiny --out`` writes them, wherever the folder lies."""
+    from safetensors import safe_open
+
+    path = Path(directory) / "model.safetensors"
+    if not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as handle:
+        return "token_embedding_rows" in (handle.metadata() or {}) and "token_embedding.ids" in handle.keys()
+
+
 def load_asset_weights(directory: Path) -> dict[str, torch.Tensor]:
     """The asset's full state dict (unused token rows zero)."""
     from safetensors import safe_open

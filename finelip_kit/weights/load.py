@@ -180,7 +180,7 @@ def load_pretrained(cls, directory: str | Path, **overrides: Any) -> nn.Module:
     configuration from it: the position table is re-stretched to a new context, new modules
     (ATRM) whose shapes changed start fresh, everything else is loaded and must fit.
     ``directory`` may also name a model packaged with the kit (``"tiny-synthetic-clip"``)."""
-    from .assets import asset_names, asset_path, load_asset_weights
+    from .assets import asset_names, asset_path, is_compact, load_asset_weights
 
     packaged = asset_path(str(directory)) if not Path(directory).exists() else None
     if packaged is None and not Path(directory).exists() and "/" not in str(directory):
@@ -194,7 +194,8 @@ def load_pretrained(cls, directory: str | Path, **overrides: Any) -> nn.Module:
                 f"(written by model.save_pretrained); for a transformers CLIP use FineLIP.from_clip"
             )
     config = read_config(config_path)
-    weights = load_asset_weights(directory) if packaged else read_state_dict(weights_path)
+    # packaged models and bases written by `finelip pretrain-tiny --out` store a reduced token table
+    weights = load_asset_weights(directory) if packaged or is_compact(directory) else read_state_dict(weights_path)
     if not overrides:
         model = cls(config)
         check_weights(model.state_dict(), weights, str(weights_path))
