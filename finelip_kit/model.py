@@ -168,17 +168,19 @@ class FineLIP(nn.Module):
 
     # ---------------------------------------------------------------- training
     def forward(
-        self, batch: dict[str, Any], fine_weight: float | None = None, negatives: str | None = None
+        self, batch: dict[str, Any], fine_weight: float | None = None, negatives: str | None = None,
+        global_weight: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss terms for a batch of pairs: ``{"loss": total, "global"?, "fine"?, "pcm"?}``.
 
         ``batch``: ``images`` ``(b, 3, h, w)``, ``input_ids`` ``(b, n)``, optional
         ``attention_mask``, ``image_ids`` ``(b,)`` (pairs sharing an image are not negatives),
         ``short_input_ids``/``short_attention_mask`` (for the primary-component term).
-        ``fine_weight``/``negatives`` override the config (the trainer's ramp and switch).
+        ``fine_weight``/``negatives``/``global_weight`` override the config (the trainer's ramp,
+        switch and fine-only warm-up).
         """
         return self.loss_terms(**self.encode_batch(batch), image_ids=batch.get("image_ids"),
-                               fine_weight=fine_weight, negatives=negatives)
+                               fine_weight=fine_weight, negatives=negatives, global_weight=global_weight)
 
     def encode_batch(self, batch: dict[str, Any]) -> dict[str, Features | None]:
         """Everything the losses need from a batch: ``image``, ``text`` and (for PCM) ``short``."""
@@ -202,17 +204,19 @@ class FineLIP(nn.Module):
         short: Features | None = None,
         fine_weight: float | None = None,
         negatives: str | None = None,
+        global_weight: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """The configured loss recipe on encoded features (see ``forward``)."""
         cfg = self.config
         fine_weight = cfg.fine_weight if fine_weight is None else fine_weight
+        global_weight = cfg.global_weight if global_weight is None else global_weight
         negatives = negatives or cfg.negatives
         scale = self.logit_scale.clamp(max=cfg.logit_scale_max)
         terms: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=image.global_.device)
         if cfg.loss in ("global", "global+fine"):
             terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss)
-            total = total + cfg.global_weight * terms["global"]
+            total = total + global_weight * terms["global"]
         if cfg.loss in ("fine", "global+fine"):
             terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
             total = total + fine_weight * terms["fine"]

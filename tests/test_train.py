@@ -175,6 +175,53 @@ def test_gradient_caching_equals_one_big_batch(tmp_path, loss, diversity):
             torch.testing.assert_close(cached[name], param.grad, atol=1e-6, rtol=0, msg=name)
 
 
+def test_frozen_tower_warm_up_moves_only_the_new_modules_first(tmp_path):
+    model = tiny(loss="global+fine")
+    start = weights(model)
+    new = {n for n, p in model.named_parameters() if any(p is q for q in model.new_parameters())}
+    trainer = Trainer(model, scenes(32), config(tmp_path, steps=2, freeze_towers_steps=2, grad_clip=None))
+    trainer.fit()
+    after = weights(model)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    moved = {n for n in trained if not torch.equal(start[n], after[n])}
+    assert moved and moved <= new  # ATRM, the new position rows and the temperature moved; the towers did not
+    assert {n for n in new if n in trained} <= moved
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr_backbone"] for r in logged] == [0.0, 0.0] and all(r["lr_new"] > 0 for r in logged)
+    # a third step unfreezes them
+    more = Trainer(model, scenes(32), config(tmp_path, steps=3, freeze_towers_steps=2, resume="latest", grad_clip=None,
+                                             resume_changes=("steps",)))
+    more.fit()
+    assert any(not torch.equal(after[n], v) for n, v in weights(model).items() if n in trained - new)
+
+
+def test_fine_only_warm_up_leaves_the_global_term_out_of_the_loss(tmp_path):
+    model = tiny(loss="global+fine")
+    trainer = Trainer(model, scenes(32), config(tmp_path, steps=3, fine_only_steps=2))
+    trainer.fit()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for record in logged[:2]:  # the global term is still computed and logged, but not in the loss
+        assert record["loss"] == pytest.approx(record["fine"], abs=1e-5) and record["global"] > 0
+    assert logged[2]["loss"] == pytest.approx(logged[2]["global"] + logged[2]["fine"], abs=1e-5)
+    batch = trainer.collate([trainer.dataset[i] for i in range(8)])
+    with torch.no_grad():
+        terms = model(batch, global_weight=0.0)
+    assert terms["loss"] == pytest.approx(float(terms["fine"]), abs=1e-6)
+    with pytest.raises(ValueError, match="fine_only_steps must be an integer >= 0, got -1"):
+        config(tmp_path, fine_only_steps=-1)
+    with pytest.raises(ValueError, match="training setting freeze_towers_steps must be an integer \\(int\\), got 1.5"):
+        config(tmp_path, freeze_towers_steps=1.5)
+
+
+def test_a_checkpoint_from_before_a_training_setting_existed_resumes_under_its_default(tmp_path):
+    from finelip_kit.train import check_resume_config
+
+    saved = {k: v for k, v in config(tmp_path).to_dict().items() if k not in ("freeze_towers_steps", "fine_only_steps")}
+    check_resume_config(saved, config(tmp_path), "old checkpoint")  # the new settings at their defaults: fine
+    with pytest.raises(ValueError, match="fine_only_steps: checkpoint 0 -> now 5"):
+        check_resume_config(saved, config(tmp_path, fine_only_steps=5), "old checkpoint")
+
+
 def test_non_finite_losses_are_skipped_counted_then_stop(tmp_path, monkeypatch):
     model = tiny(loss="global")
     original = model.loss_terms

@@ -33,6 +33,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
     fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
+    freeze_towers_steps: int = 0  # a kit lever: the towers' lr is 0 for this many steps (the new modules warm up alone)
+    fine_only_steps: int = 0  # a kit lever: the global InfoNCE term is off for this many steps (the fine loss alone first)
     hardest_after_epochs: float | None = None  # switch negatives from sum to hardest after this many epochs ...
     hardest_after_steps: int | None = None  # ... or after this many optimiser steps (set one of the two)
     group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
@@ -71,6 +73,10 @@ class TrainConfig:
             (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
             (self.fine_ramp_epochs >= 0, f"fine_ramp_epochs must be >= 0, got {self.fine_ramp_epochs}"),
+            (isinstance(self.freeze_towers_steps, int) and self.freeze_towers_steps >= 0,
+             f"freeze_towers_steps must be an integer >= 0, got {self.freeze_towers_steps!r}"),
+            (isinstance(self.fine_only_steps, int) and self.fine_only_steps >= 0,
+             f"fine_only_steps must be an integer >= 0, got {self.fine_only_steps!r}"),
             (self.hardest_after_epochs is None or self.hardest_after_epochs >= 0,
              f"hardest_after_epochs must be >= 0 or None, got {self.hardest_after_epochs}"),
             (self.hardest_after_steps is None or (isinstance(self.hardest_after_steps, int) and self.hardest_after_steps >= 0),

@@ -172,7 +172,7 @@ class Trainer:
         """One optimiser step over ``micro`` batches; a non-finite loss skips the update."""
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        extra = {"fine_weight": self._fine_weight(), "negatives": self._negatives()}
+        extra = {"fine_weight": self._fine_weight(), "negatives": self._negatives(), "global_weight": self._global_weight()}
         if cfg.grad_cache:
             terms = self._grad_cache_backward(micro, extra)
         else:
@@ -277,6 +277,10 @@ class Trainer:
         ramp = self.config.fine_ramp_epochs
         return base if ramp == 0 else base * min(1.0, self._epoch_progress() / ramp)
 
+    def _global_weight(self) -> float | None:
+        """0 during ``fine_only_steps`` (the fine loss alone first), else the model's own weight."""
+        return 0.0 if self.step < self.config.fine_only_steps else None
+
     def _negatives(self) -> str | None:
         """The one place the hardest-negatives switch is decided: from ``hardest_after_steps``
         (counted in optimiser steps) or ``hardest_after_epochs`` (in epochs of this run's data);
@@ -303,8 +307,9 @@ class Trainer:
 
     def _set_lr(self) -> None:
         factor = lr_factor(self.step, self._progress(), self.config.warmup_steps, self.config.min_lr_ratio)
+        frozen = self.step < self.config.freeze_towers_steps  # the new modules warm up with the towers still
         for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+            group["lr"] = 0.0 if frozen and group["kind"] == "backbone" else group["base_lr"] * factor
 
     # ------------------------------------------------------------------ logging and evaluation
     def _log(self, terms, finite, micro, lrs, data_seconds, step_seconds, bar) -> dict[str, Any]:
