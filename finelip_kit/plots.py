@@ -70,20 +70,30 @@ class LiveLoss:
 
 
 def plot_scores(record: dict[str, Any], metric: str = "group/t2i", ax=None):
-    """Bars of ``metric`` for each scoring mode of a record, with its reference row (the starting
-    model) and chance where the metric is a within-group accuracy."""
+    """Bars of ``metric`` for each scoring mode of a record, the same on the probes it was scored
+    on (``binding/<mode>``, ``alt/<mode>``), its reference row (the starting model) and chance
+    where the metric is a within-group accuracy."""
     import matplotlib.pyplot as plt
+
+    from .config import SCORE_MODES
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
-    modes = list(dict.fromkeys(k.split("/")[0] for k in record["metrics"] if k.endswith(metric)))
-    labels = [*modes]
-    values = [record["metrics"][f"{m}/{metric}"] for m in modes]
+    metrics = record["metrics"]
+    labels = [m for m in SCORE_MODES if f"{m}/{metric}" in metrics]
+    colours = ["C0"] * len(labels)
+    for probe, colour in (("binding", "C1"), ("alt", "C2")):
+        found = [f"{probe}/{m}" for m in SCORE_MODES if f"{probe}/{m}/{metric}" in metrics]
+        labels += found
+        colours += [colour] * len(found)
+    values = [metrics[f"{label}/{metric}"] for label in labels]
     reference = (record.get("reference") or {}).get("metrics", {}).get(f"global/{metric}")
     if reference is not None:
         labels.append("reference")
         values.append(reference)
-    bars = ax.bar(labels, values, color=["C0"] * len(modes) + ["grey"] * (len(labels) - len(modes)))
+        colours.append("grey")
+    bars = ax.bar(labels, values, color=colours)
+    ax.tick_params(axis="x", labelsize=7)
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     if metric.startswith("group/"):
         ax.axhline(25.0, color="black", linestyle=":", linewidth=1, label="chance (groups of 4)")

@@ -65,10 +65,12 @@ def test_retrieval_eval_notebook_writes_results_with_the_paper_table(tmp_path):
 def test_grid_notebook_writes_and_attaches_its_record(tmp_path):
     from finelip_kit.ablation import read_notebook_record
 
-    execute("ablations/grid.ipynb", tmp_path / "out.ipynb", atrm_k=4, results_dir="results", **TINY)
+    execute("ablations/grid.ipynb", tmp_path / "out.ipynb", atrm_k=4, results_dir="results",
+            settings={"eval.binding": True, "eval.alt_captions": True}, **TINY)  # probes: their own bars
     attached = read_notebook_record(tmp_path / "out.ipynb")
     written = json.loads((tmp_path / "results" / f"{attached['run_name']}.json").read_text())
     assert attached == written and attached["status"] == "ok" and attached["parameters"]["atrm_k"] == 4
+    assert {"binding/fine/group/t2i", "alt/global/t2i/R@1"} <= set(written["metrics"])
     nb = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
     assert nb.metadata.papermill.parameters["atrm_k"] == 4
 

@@ -223,3 +223,24 @@ def test_pretraining_takes_more_settings_for_other_regimes(tmp_path):
     # the same stage with no extra settings is the packaged base's recipe
     assert pretrain_settings(steps=2) == {**pretrain_settings(steps=2, extra={})}
     assert pretrain_tiny.__defaults__[-1] is None
+
+
+def test_a_point_with_probes_plots_its_modes_and_probes_apart():
+    import matplotlib.pyplot as plt
+
+    from finelip_kit.plots import plot_run, plot_scores
+
+    metrics = {f"{p}{m}/{k}": v for p, base in (("", 60.0), ("binding/", 30.0)) for m, v in
+               (("global", base), ("fine", base + 1), ("fused", base + 2)) for k in ("group/t2i", "t2i/R@1")}
+    metrics["alt/global/t2i/R@1"] = 12.0
+    record = {"run_name": "p", "metrics": metrics, "reference": {"metrics": {"global/group/t2i": 25.0}},
+              "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}
+    ax = plot_scores(record).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["global", "fine", "fused", "binding/global", "binding/fine",
+                                                            "binding/fused", "reference"]
+    assert [b.get_height() for b in ax.patches] == [60.0, 61.0, 62.0, 30.0, 31.0, 32.0, 25.0]
+    ax = plot_scores(record, metric="t2i/R@1").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "alt/global"  # alt captions: the global score only
+    plt.close("all")
+    plot_run(record)
+    plt.close("all")
