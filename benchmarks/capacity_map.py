@@ -8,7 +8,7 @@ objects per scene). In each cell the recipe (``loss = global+fine``) meets globa
 global``), 3 seeds each. The recipe's score (global, fine or fused) is chosen per cell on validation
 within-group accuracy and reported on test; global-only is scored with its global vector.
 Δ = recipe − global-only (means over seeds); σ = the larger of the two arms' seed std; a cell is
-marked when |Δ| > 2σ. Binding groups (``eval.binding``: two late objects swap attributes) are scored
+marked when |Δ| > 2σ (either way). Seconds per point: the median over the cell's points. Binding groups (``eval.binding``: two late objects swap attributes) are scored
 with the same chosen mode; they have no validation split of their own.
 """
 
@@ -42,7 +42,7 @@ def cells(frame) -> list[dict]:
         val = {m: recipe[f"val/{m}/group/t2i"].mean() for m in MODES if f"val/{m}/group/t2i" in recipe}
         mode = max(val, key=val.get)
         cell = {"width": int(width), "grid": int(grid), "mode": mode, "seeds": (len(recipe), len(single)),
-                "seconds": float(part["total_s"].mean()) if "total_s" in part else float("nan")}
+                "seconds": float(part["total_s"].median()) if "total_s" in part else float("nan")}
         for arm, rows in (("recipe", recipe), ("global-only", single)):
             for key in [f"{p}{m}/group/t2i" for p in ("", "val/", "binding/") for m in MODES] + \
                        ["global/t2i/R@1", f"{mode}/t2i/R@1"]:
