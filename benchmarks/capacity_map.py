@@ -112,8 +112,9 @@ def heatmaps(summary: list[dict], out: Path) -> None:
             marked = abs(delta) > 2 * sigma
             ax.text(grids.index(c["grid"]), widths.index(c["width"]),
                     f"{delta:+.1f}{'*' if marked else ''}\n2σ {2 * sigma:.1f}\n({c['mode']})", ha="center", va="center",
-                    fontsize=9, fontweight="bold" if marked else "normal")
-        ax.set_xticks(range(len(grids)), [load_label(g) for g in grids])
+                    fontsize=9, fontweight="bold" if marked else "normal",
+                    color="white" if abs(delta) > 0.6 * bound else "black")
+        ax.set_xticks(range(len(grids)), [load_label(g).replace(", ", "\n") for g in grids])
         ax.set_yticks(range(len(widths)), [f"d = {w}" for w in widths])
         ax.set_title(f"Δ within-group t2i, {title}", fontsize=9)
     fig.colorbar(image, ax=axes, label="recipe − global-only (points, test)")

@@ -263,7 +263,12 @@ def test_shipped_record_sets_load_by_name_from_anywhere(tmp_path, monkeypatch):
     calibration = load_records("calibration")
     assert len(calibration) == 54 and calibration.groupby("run_name").size().max() == 1
     assert sorted(calibration["seed"].value_counts().to_dict().items()) == [(0, 18), (1, 18), (2, 18)]
-    assert len(load_records("capacity-levers")) == 9
+    levers = load_records("capacity-levers")
+    assert len(levers) == 12
+    # a setting newer than a record is filled with its default (what that version did), not left empty
+    older = levers[levers["run_name"] == "model.atrm_scale_init=30"].iloc[0]
+    assert older["model.slot_diversity_weight"] == 0.0 and older["train.freeze_towers_steps"] == 0
+    assert sorted(levers["train.freeze_towers_steps"].unique()) == [0, 100]
     assert records_folder("calibration") == SHIPPED_RECORDS["calibration"]
     (tmp_path / "calibration").mkdir()  # a folder of the user's own wins over the shipped name
     assert records_folder("calibration") == Path("calibration")

@@ -55,3 +55,19 @@ def test_the_report_chooses_on_validation_and_marks_what_exceeds_two_sigma(repor
     assert "| 4 | 7–10 objects, 4×4 | recipe | 50.0 ± 1.0 · 70.0 ± 1.0 · 60.0 ± 0.0 |" in report.modes_table(summary)
     report.heatmaps(summary, tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 10_000
+
+
+def test_the_shipped_map_reproduces_the_docs(report):
+    frame = load_records("capacity-map")
+    assert len(frame) == 24 and (frame["status"] == "ok").all()
+    summary = {(c["width"], c["grid"]): c for c in report.cells(frame)}
+    assert sorted(summary) == [(4, 4), (4, 8), (64, 4), (64, 8)]
+    expected = {(4, 4): (-2.4, 0.1), (4, 8): (-7.9, 0.1), (64, 4): (-1.7, 0.3), (64, 8): (-1.2, -0.5)}
+    for key, (plain, binding) in expected.items():
+        assert round(summary[key]["delta"], 1) == plain and round(summary[key]["binding/delta"], 1) == binding, key
+        assert summary[key]["mode"] == "fused" and summary[key]["seeds"] == (3, 3)
+    # the d = 64 default cell is the calibration's protocol: the same numbers as docs/calibration
+    assert round(summary[(64, 4)][("recipe", "fused/group/t2i")][0], 1) == 66.7
+    assert round(summary[(64, 4)][("global-only", "global/group/t2i")][0], 1) == 68.3
+    text = (ROOT / "docs" / "capacity_map.md").read_text()
+    assert "| 4 | 14–20 objects, 8×8 | fused | 40.0 ± 0.5 · 44.9 ± 0.3 | 37.6 ± 1.4 · 45.5 ± 0.3 | -7.9 (2.8) ** |" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,28 @@ def complete_settings(record: dict[str, Any]) -> dict[str, Any]:
 
     settings = dict(record.get("settings") or {})
     if record.get("record_version", 1) >= 2 and "model.source" in settings:
-        return settings  # the recipe's own records hold every setting
+        # the recipe's own records hold every setting of their version; a setting added since
+        # (its default is what that version did) comes from the preset's full settings
+        newer = {k: v for k, v in _preset_settings(record.get("preset") or "synthetic-tiny").items() if k not in settings}
+        return {**settings, **newer}
     try:
         resolved = resolve(RunSpec(settings=settings, preset=record.get("preset") or "synthetic-tiny"))
         full = resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
     except (ValueError, TypeError):
         return settings
     return {**full, **settings}
+
+
+@lru_cache(maxsize=8)
+def _preset_settings(preset: str) -> dict[str, Any]:
+    from ..pretrained import model_config
+    from ..recipe import RunSpec, resolve
+
+    try:
+        resolved = resolve(RunSpec(preset=preset))
+        return resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
+    except (ValueError, TypeError, OSError):
+        return {}
 
 
 def along(frame, *columns: str):
