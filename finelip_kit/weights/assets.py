@@ -58,8 +58,11 @@ def is_compact(directory: Path) -> bool:
     path = Path(directory) / "model.safetensors"
     if not path.is_file():
         return False
-    with safe_open(str(path), framework="pt") as handle:
-        return "token_embedding_rows" in (handle.metadata() or {}) and "token_embedding.ids" in handle.keys()
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return "token_embedding_rows" in (handle.metadata() or {}) and "token_embedding.ids" in handle.keys()
+    except Exception:  # not a safetensors file at all: the safe reader (read_state_dict) refuses it by name
+        return False
 
 
 def load_asset_weights(directory: Path) -> dict[str, torch.Tensor]:
