@@ -52,7 +52,7 @@ def pretrain_tiny(out_dir: str | Path, steps: int = PRETRAIN["steps"], seed: int
     from .weights.assets import TOKEN_ROWS, save_asset
     from .data.synthetic import vocabulary_token_ids
     from .model import create_model
-    from .recipe import RunSpec, run
+    from .recipe import RunSpec, resolve, run
     from .settings import normalise
 
     out_dir = Path(out_dir)
@@ -64,26 +64,13 @@ def pretrain_tiny(out_dir: str | Path, steps: int = PRETRAIN["steps"], seed: int
     initial_rows = create_model(result.model.config).state_dict()[TOKEN_ROWS]
     model = result.model
     metrics = {"seed": seed, "steps": steps, "train_seconds": round(result.record["timings"]["train_s"], 1),
-               **base_metrics(model, synthetic=_synthetic(settings)), "loss": {r["step"]: r["loss"] for r in result.history if "loss" in r}}
+               **base_metrics(model, synthetic=resolve(RunSpec(settings=settings)).data.synthetic), "loss": {r["step"]: r["loss"] for r in result.history if "loss" in r}}
     changed = (model.state_dict()[TOKEN_ROWS] != initial_rows).any(dim=1).nonzero().flatten().tolist()
     used = torch.tensor(sorted(set(changed) | set(vocabulary_token_ids())))
     if extra:
         metrics["settings"] = extra
     save_asset(model, out_dir, used, metrics)
     return metrics
-
-
-def _synthetic(settings: dict[str, Any]) -> dict[str, Any]:
-    return {key.split(".", 1)[1]: value for key, value in settings.items()
-            if key.startswith("data.") and key.split(".", 1)[1] in _synthetic_fields()}
-
-
-def _synthetic_fields() -> set[str]:
-    from dataclasses import fields
-
-    from .data.synthetic import SyntheticConfig
-
-    return {f.name for f in fields(SyntheticConfig)}
 
 
 def base_metrics(model, pairs: int = PRETRAIN["eval_pairs"], synthetic: dict[str, Any] | None = None) -> dict[str, float]:

@@ -88,33 +88,30 @@ def complete_settings(record: dict[str, Any]) -> dict[str, Any]:
     """A record's settings with what it left implicit filled in from its preset (records of
     earlier versions named only what differed from the preset), so that rows of every version
     compare setting by setting."""
-    from ..pretrained import model_config
-    from ..recipe import RunSpec, resolve
-
     settings = dict(record.get("settings") or {})
+    preset = record.get("preset") or "synthetic-tiny"
     if record.get("record_version", 1) >= 2 and "model.source" in settings:
         # the recipe's own records hold every setting of their version; a setting added since
         # (its default is what that version did) comes from the preset's full settings
-        newer = {k: v for k, v in _preset_settings(record.get("preset") or "synthetic-tiny").items() if k not in settings}
-        return {**settings, **newer}
+        return {**_preset_settings(preset), **settings}
+    return {**(_full_settings(settings, preset) or {}), **settings}
+
+
+def _full_settings(settings: dict[str, Any], preset: str) -> dict[str, Any] | None:
+    """Every setting of a run of ``preset`` with ``settings`` (None when they no longer resolve)."""
+    from ..pretrained import model_config
+    from ..recipe import RunSpec, resolve
+
     try:
-        resolved = resolve(RunSpec(settings=settings, preset=record.get("preset") or "synthetic-tiny"))
-        full = resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
+        resolved = resolve(RunSpec(settings=settings, preset=preset))
+        return resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
     except (ValueError, TypeError):
-        return settings
-    return {**full, **settings}
+        return None
 
 
 @lru_cache(maxsize=8)
 def _preset_settings(preset: str) -> dict[str, Any]:
-    from ..pretrained import model_config
-    from ..recipe import RunSpec, resolve
-
-    try:
-        resolved = resolve(RunSpec(preset=preset))
-        return resolved.settings(model_config(resolved.model_source, **resolved.model_overrides))
-    except (ValueError, TypeError, OSError):
-        return {}
+    return _full_settings({}, preset) or {}
 
 
 def along(frame, *columns: str):

@@ -52,8 +52,9 @@ def save_asset(model, directory: str | Path, used_rows: torch.Tensor, metrics: d
 
 def is_compact(directory: Path) -> bool:
     """Whether ``directory`` holds weights in the compact asset layout (``save_asset``: a reduced
-    token table), as ``finelip pretrain-tiny --out`` writes them, wherever the folder lies."""
-    from safetensors import safe_open
+    token table) — the packaged models and the bases ``finelip pretrain-tiny --out`` writes —
+    read from the file's own header, wherever the folder lies."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(directory) / "model.safetensors"
     if not path.is_file():
@@ -61,7 +62,7 @@ def is_compact(directory: Path) -> bool:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return "token_embedding_rows" in (handle.metadata() or {}) and "token_embedding.ids" in handle.keys()
-    except Exception:  # not a safetensors file at all: the safe reader (read_state_dict) refuses it by name
+    except SafetensorError:  # not a safetensors file at all: the safe reader (read_state_dict) refuses it by name
         return False
 
 

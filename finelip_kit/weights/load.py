@@ -194,8 +194,7 @@ def load_pretrained(cls, directory: str | Path, **overrides: Any) -> nn.Module:
                 f"(written by model.save_pretrained); for a transformers CLIP use FineLIP.from_clip"
             )
     config = read_config(config_path)
-    # packaged models and bases written by `finelip pretrain-tiny --out` store a reduced token table
-    weights = load_asset_weights(directory) if packaged or is_compact(directory) else read_state_dict(weights_path)
+    weights = load_asset_weights(directory) if is_compact(directory) else read_state_dict(weights_path)
     if not overrides:
         model = cls(config)
         check_weights(model.state_dict(), weights, str(weights_path))
