@@ -20,6 +20,7 @@ ACTIVATIONS = ("quick_gelu", "gelu")
 LOSSES = ("fine", "global", "global+fine")
 NEGATIVES = ("sum", "hardest")
 REDUCTIONS = ("sum", "mean")
+PCM_VARIANTS = ("kit", "official")
 SCORE_MODES = ("global", "fine", "fused")
 
 
@@ -180,8 +181,12 @@ class FineLIPConfig:
     negatives: str = "sum"
     triplet_reduction: str = "sum"  # official FineLIP sums over the batch
     local_loss: bool = False  # open_clip's local-loss form of the gathered InfoNCE
+    label_smoothing: float = 0.0  # of the InfoNCE terms (global, pcm); the official Long-CLIP / FineLIP baseline: 0.1
     pcm_weight: float = 0.0  # Long-CLIP primary-component matching (0 = off)
     pcm_components: int = 32
+    # "kit": PCA on the batch gathered across ranks with a constant basis, reduced features renormalised;
+    # "official": Long-CLIP's code: PCA (SVD, gradient through it) per process, reduced features not renormalised
+    pcm_variant: str = "kit"
     logit_scale_init: float = math.log(1 / 0.07)
     logit_scale_max: float = math.log(100.0)
 
@@ -208,6 +213,9 @@ class FineLIPConfig:
         _check_choice("triplet_reduction", self.triplet_reduction, REDUCTIONS)
         _check_number("pcm_weight", self.pcm_weight, 0.0)
         _check_int("pcm_components", self.pcm_components, 1)
+        _require(isinstance(self.label_smoothing, (int, float)) and not isinstance(self.label_smoothing, bool)
+                 and 0 <= self.label_smoothing < 1, f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}")
+        _check_choice("pcm_variant", self.pcm_variant, PCM_VARIANTS)
         _check_number("logit_scale_init", self.logit_scale_init, -math.inf)
         _check_number("logit_scale_max", self.logit_scale_max, self.logit_scale_init)
         if self.use_atrm:
@@ -292,7 +300,7 @@ def _check_keys(where: str, data: dict[str, Any], cls: type) -> None:
 
 # Config keys added after checkpoints were first saved: a config without one loads with the
 # default, which is exactly the behaviour before the key existed. Any other missing key is refused.
-ADDED_KEYS = ("atrm_scale_init", "slot_diversity_weight")
+ADDED_KEYS = ("atrm_scale_init", "slot_diversity_weight", "label_smoothing", "pcm_variant")
 
 
 def _paper_k(num_patches: int) -> int:

@@ -52,16 +52,21 @@ def info_nce(
     logit_scale: torch.Tensor,
     image_ids: torch.Tensor | None = None,
     local_loss: bool = False,
+    label_smoothing: float = 0.0,
+    normalise_images: bool = True,
 ) -> torch.Tensor:
     """CLIP's symmetric InfoNCE on the batch gathered across ranks.
 
-    ``image_embeds``/``text_embeds`` ``(b, d)`` (this rank's pairs, normalised here);
-    ``logit_scale`` is the log temperature (a scalar, already clamped by the caller).
-    With ``image_ids``, every pair sharing the image is a positive: the target is uniform
-    over them (plain CLIP when ids are unique). ``local_loss``: each rank scores only its
-    own rows against all columns (open_clip's form); the mean over ranks is the full loss.
+    ``image_embeds``/``text_embeds`` ``(b, d)`` (this rank's pairs, normalised here unless
+    ``normalise_images=False`` for the images); ``logit_scale`` is the log temperature (a
+    scalar, already clamped by the caller). With ``image_ids``, every pair sharing the image
+    is a positive: the target is uniform over them (plain CLIP when ids are unique).
+    ``label_smoothing`` ε mixes the target with the uniform one, ``(1 - ε)·target + ε / n``
+    (``F.cross_entropy``'s ``label_smoothing`` when ids are unique). ``local_loss``: each rank
+    scores only its own rows against all columns (open_clip's form); the mean over ranks is the full loss.
     """
-    image_embeds, text_embeds = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+    image_embeds = F.normalize(image_embeds, dim=-1) if normalise_images else image_embeds
+    text_embeds = F.normalize(text_embeds, dim=-1)
     all_images, all_texts = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
     all_ids = None if image_ids is None else gather_no_grad(image_ids)
     positives = positives_from_ids(all_ids, all_images.shape[0], all_images.device).to(image_embeds.dtype)
@@ -76,12 +81,16 @@ def info_nce(
         logits_i2t = scale * einsum(all_images, all_texts, "i d, t d -> i t")
         logits_t2i = logits_i2t.T
         targets = positives
-    return 0.5 * (_soft_cross_entropy(logits_i2t, targets) + _soft_cross_entropy(logits_t2i, targets))
+    return 0.5 * (_soft_cross_entropy(logits_i2t, targets, label_smoothing)
+                  + _soft_cross_entropy(logits_t2i, targets, label_smoothing))
 
 
-def _soft_cross_entropy(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with the target spread uniformly over each row's positives."""
+def _soft_cross_entropy(logits: torch.Tensor, positives: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy with the target spread uniformly over each row's positives, mixed with
+    the uniform target over all columns by ``smoothing``."""
     targets = positives / reduce(positives, "r c -> r 1", "sum")
+    if smoothing:
+        targets = (1 - smoothing) * targets + smoothing / logits.shape[-1]
     return -(targets * logits.log_softmax(-1)).sum(-1).mean()
 
 
@@ -119,21 +128,29 @@ def triplet_loss(
     return total / scores.shape[0] if reduction == "mean" else total
 
 
-def primary_components(x: torch.Tensor, k: int) -> torch.Tensor:
+def primary_components(x: torch.Tensor, k: int, basis_gradient: bool = False) -> torch.Tensor:
     """``x`` ``(n, d)`` reconstructed from its top-``k`` principal components (Long-CLIP's PCA step).
 
-    Centre, project on the ``k`` eigenvectors of the scatter matrix with the largest
-    eigenvalues, project back, add the mean. Computed in float32. The basis is a constant
-    for autograd: the eigendecomposition's gradient is undefined when eigenvalues repeat,
-    which they do whenever the batch is smaller than the feature dimension.
+    Centre, project on the ``k`` leading principal directions, project back, add the mean.
+    Computed in float32 at least. By default the basis is a constant for autograd (the kit's choice:
+    the eigendecomposition's gradient is undefined when eigenvalues repeat, which they do
+    whenever the batch is smaller than the feature dimension). ``basis_gradient=True`` is
+    Long-CLIP's code: the directions come from an SVD of the centred features and the
+    gradient flows through it too (it can be huge or non-finite when singular values nearly
+    tie; the trainer skips such a step and counts it).
     """
     if not 1 <= k <= x.shape[1]:
         raise ValueError(f"pcm_components must be in [1, {x.shape[1]}] for {x.shape[1]}-d features, got {k}")
-    mean = reduce(x.float(), "n d -> 1 d", "mean")
-    centred = x.float() - mean
-    with torch.no_grad():
-        _, vectors = torch.linalg.eigh(einsum(centred, centred, "n d, n e -> d e"))  # ascending eigenvalues
-    top = vectors[:, -k:]
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))  # half precision: in float32, as Long-CLIP does
+    mean = reduce(wide, "n d -> 1 d", "mean")
+    centred = wide - mean
+    if basis_gradient:
+        _, _, rows = torch.linalg.svd(centred, full_matrices=False)  # descending singular values
+        top = rearrange(rows[:k], "k d -> d k")
+    else:
+        with torch.no_grad():
+            _, vectors = torch.linalg.eigh(einsum(centred, centred, "n d, n e -> d e"))  # ascending eigenvalues
+        top = vectors[:, -k:]
     coordinates = einsum(centred, top, "n d, d k -> n k")
     return (einsum(coordinates, top, "n k, d k -> n d") + mean).to(x.dtype)
 
@@ -144,14 +161,32 @@ def primary_component_loss(
     logit_scale: torch.Tensor,
     components: int = 32,
     image_ids: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    variant: str = "kit",
+    local_loss: bool = False,
 ) -> torch.Tensor:
     """Long-CLIP's primary-component matching: InfoNCE between short captions and the image
-    features reduced to their top principal components (over the gathered batch)."""
+    features reduced to their top principal components.
+
+    ``variant="kit"``: the PCA runs on the batch gathered across ranks (one basis for the
+    whole batch, as the single-process loss has), the basis is a constant, and the reduced
+    features are renormalised. ``variant="official"``: Long-CLIP's code: each process reduces
+    its own normalised features (gradient through the SVD) and they are not renormalised;
+    ``local_loss`` applies to this variant only (the official code scores its own rows).
+    """
+    if variant == "official":
+        normalised = F.normalize(image_embeds, dim=-1)
+        k = min(components, normalised.shape[0], normalised.shape[1])
+        reduced = primary_components(normalised, k, basis_gradient=True)
+        return info_nce(reduced, short_text_embeds, logit_scale, image_ids, local_loss, label_smoothing,
+                        normalise_images=False)
+    if variant != "kit":
+        raise ValueError(f"variant must be 'kit' or 'official', got {variant!r}")
     all_images = gather_with_grad(F.normalize(image_embeds, dim=-1))
     reduced = primary_components(all_images, min(components, all_images.shape[0], all_images.shape[1]))
     rank, _ = world()
     local = reduced[rank * image_embeds.shape[0] : (rank + 1) * image_embeds.shape[0]]
-    return info_nce(local, short_text_embeds, logit_scale, image_ids=image_ids)
+    return info_nce(local, short_text_embeds, logit_scale, image_ids=image_ids, label_smoothing=label_smoothing)
 
 
 def slot_overlap(weights: torch.Tensor) -> torch.Tensor:

@@ -94,23 +94,38 @@ class FineLIP(nn.Module):
             new.append(positions.trainable)
         return new
 
-    def parameter_groups(self, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
-        """AdamW groups: pretrained towers vs ``new_parameters``, each split into decayed weights
-        (of linear and convolution layers) and the undecayed rest (norms, biases, embeddings,
-        position tables, class token). Chosen by module and identity, never by name."""
+    def parameter_groups(self, lr_backbone: float, lr_new: float, weight_decay: float, lr_positions: float | None = None,
+                         lr_logit_scale: float | None = None, weight_decay_on: str = "weights") -> list[dict[str, Any]]:
+        """AdamW groups: pretrained towers vs ``new_parameters``; among the new ones the trainable
+        position rows (``lr_positions``) and the temperature (``lr_logit_scale``) get their own
+        group (None: ``lr_new``). Each is split into decayed parameters and the undecayed rest:
+        ``weight_decay_on="weights"`` decays the weights of linear and convolution layers only
+        (norms, biases, embeddings, position tables, class token are not), ``"all"`` decays
+        every parameter (the official code). Chosen by module and identity, never by name.
+        Each group carries ``kind`` (backbone / new) and ``role`` (towers, atrm, positions, logit_scale)."""
+        if weight_decay_on not in ("weights", "all"):
+            raise ValueError(f"weight_decay_on must be 'weights' or 'all', got {weight_decay_on!r}")
         new = {id(p) for p in self.new_parameters()}
+        roles = {id(self.logit_scale): ("logit_scale", lr_logit_scale)}
+        positions = getattr(self.text.transformer.embeddings.position_embedding, "trainable", None)
+        if id(positions) in new:
+            roles[id(positions)] = ("positions", lr_positions)
         decayed = {id(m.weight) for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
-        groups: dict[tuple[str, bool], tuple[list[nn.Parameter], list[str]]] = {}
+        groups: dict[tuple[str, str, bool], tuple[list[nn.Parameter], list[str], float]] = {}
         for name, param in self.named_parameters():
-            if param.requires_grad:
-                key = ("new" if id(param) in new else "backbone", id(param) in decayed)
-                groups.setdefault(key, ([], []))
-                groups[key][0].append(param)
-                groups[key][1].append(name)
+            if not param.requires_grad:
+                continue
+            kind = "new" if id(param) in new else "backbone"
+            role, own_lr = roles.get(id(param), ("atrm" if kind == "new" else "towers", None))
+            lr = own_lr if own_lr is not None else lr_new if kind == "new" else lr_backbone
+            key = (kind, role, weight_decay_on == "all" or id(param) in decayed)
+            groups.setdefault(key, ([], [], lr))
+            groups[key][0].append(param)
+            groups[key][1].append(name)
         return [
-            {"params": params, "names": names, "lr": lr_new if key[0] == "new" else lr_backbone,
-             "weight_decay": weight_decay if key[1] else 0.0, "kind": key[0]}
-            for key, (params, names) in sorted(groups.items())
+            {"params": params, "names": names, "lr": lr, "weight_decay": weight_decay if key[2] else 0.0,
+             "kind": key[0], "role": key[1]}
+            for key, (params, names, lr) in sorted(groups.items(), key=lambda item: item[0])
         ]
 
     # ---------------------------------------------------------------- encoding
@@ -215,7 +230,7 @@ class FineLIP(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=image.global_.device)
         if cfg.loss in ("global", "global+fine"):
-            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss)
+            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss, cfg.label_smoothing)
             total = total + global_weight * terms["global"]
         if cfg.loss in ("fine", "global+fine"):
             terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
@@ -228,7 +243,8 @@ class FineLIP(nn.Module):
         if cfg.pcm_weight > 0:
             if short is None:
                 raise KeyError("pcm_weight > 0 needs the short captions' features (short=...)")
-            terms["pcm"] = primary_component_loss(image.global_, short.global_, scale, cfg.pcm_components, image_ids)
+            terms["pcm"] = primary_component_loss(image.global_, short.global_, scale, cfg.pcm_components, image_ids,
+                                                  cfg.label_smoothing, cfg.pcm_variant, cfg.local_loss)
             total = total + cfg.pcm_weight * terms["pcm"]
         terms["loss"] = total
         return terms

@@ -46,7 +46,7 @@ def test_dci_long_caption_is_short_plus_extra(tmp_path):
     assert first["caption"] == f"Short caption 0. {fakes.CAPTIONS[0]}"  # newline folded to a space
     assert first["short_caption"] == "Short caption 0."
     assert len(load_pairs("dci", split="test", root=tmp_path)) == 2
-    with pytest.raises(ValueError, match="DCI split must be 'all' or one of"):
+    with pytest.raises(ValueError, match="DCI split must be 'all', 'long' or one of"):
         load_pairs("dci", split="dev", root=tmp_path)
 
 

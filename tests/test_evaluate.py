@@ -186,8 +186,8 @@ def test_paper_table_and_published_numbers(tiny_gallery):
     model, data, gallery = tiny_gallery
     result = evaluate_retrieval(model, data, modes=("global",), gallery=gallery)
     table = paper_table({"Urban1k": result})
-    assert table.loc["this run", ("Urban1k", "I2T", "R@1")] == round(result["global/i2t/R@1"], 1)
-    assert table.loc["FineLIP B/16 (FineLIP Table 1 as quoted by two secondary sources)", ("Urban1k", "T2I", "R@1")] == 89.3
+    assert table.loc["this run", ("urban1k", "I2T", "R@1")] == round(result["global/i2t/R@1"], 1)
+    assert table.loc["FineLIP B/16 (FineLIP Table 1 as quoted by two secondary sources)", ("urban1k", "T2I", "R@1")] == 89.3
     assert set(published_table("docci")["model"]) == {"Long-CLIP", "FineLIP"}
 
 

@@ -2,6 +2,7 @@
 
     pairs = load_pairs("urban1k", root="/data/Urban1k.zip")
     pairs = load_pairs("docci", split="test", root="/data/docci")
+    pairs = load_pairs("flickr30k-all", root="/data/flickr30k")     # a protocol by name (data/protocols.py)
     pairs = load_pairs("/data/mine.jsonl", on_error="skip"); print(pairs.report)
 
 Every loader yields raw records (an image file or bytes, a caption, an original image
@@ -27,6 +28,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_name
 from .transforms import to_rgb
 
 KNOWN = ("urban1k", "docci", "dci", "sharegpt4v", "coco", "flickr30k")
@@ -41,6 +43,7 @@ class LoadReport:
     skipped: int = 0
     reasons: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)  # the first few skipped records, named
+    notes: Counter = field(default_factory=Counter)  # what the protocol itself leaves out or trims (not defects)
 
     def skip(self, reason: str, where: str, detail: str = "") -> None:
         self.skipped += 1
@@ -52,6 +55,7 @@ class LoadReport:
         lines = [f"loaded {self.loaded} pairs, skipped {self.skipped}"]
         lines += [f"  {count} x {reason}" for reason, count in self.reasons.most_common()]
         lines += [f"  e.g. {example}" for example in self.examples[:5]]
+        lines += [f"  note: {count} x {note}" for note, count in self.notes.most_common()]
         return "\n".join(lines)
 
 
@@ -64,8 +68,9 @@ class Pairs:
     image opened as RGB. Several captions per image share an ``image_id``.
     """
 
-    def __init__(self, hf, report: LoadReport, name: str):
+    def __init__(self, hf, report: LoadReport, name: str, protocol: str | None = None):
         self.hf, self.report, self.name = hf, report, name
+        self.protocol = protocol or name  # the evaluation protocol these pairs are (data/protocols.py)
 
     def __len__(self) -> int:
         return len(self.hf)
@@ -80,11 +85,14 @@ class Pairs:
         return len(set(self.hf["image_id"]))
 
     def take(self, n: int) -> "Pairs":
-        """The first ``n`` pairs (all of them if there are fewer)."""
-        return Pairs(self.hf.select(range(min(n, len(self.hf)))), self.report, self.name)
+        """The first ``n`` pairs (all of them if there are fewer); a cut protocol is named as cut."""
+        kept = min(n, len(self.hf))
+        protocol = self.protocol if kept == len(self.hf) else f"{self.protocol}[:{kept} pairs]"
+        return Pairs(self.hf.select(range(kept)), self.report, self.name, protocol)
 
     def __repr__(self) -> str:
-        return f"Pairs({self.name!r}, {len(self)} pairs, {self.num_images} images, skipped {self.report.skipped})"
+        return (f"Pairs({self.name!r}, protocol {self.protocol!r}, {len(self)} pairs, {self.num_images} images, "
+                f"skipped {self.report.skipped})")
 
 
 def open_image(source: str | bytes, where: str = "") -> Image.Image:
@@ -103,16 +111,19 @@ def open_image(source: str | bytes, where: str = "") -> Image.Image:
 # ----------------------------------------------------------------------------- the loader
 def load_pairs(
     name_or_path: str | Path,
-    split: str = "test",
+    split: str | None = None,
     root: str | Path | None = None,
     on_error: str = "raise",
     verify: str = "full",
     image_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> Pairs:
-    """Image-caption pairs from a known dataset (``root`` = where it lies), a local file or
-    folder of your own, or a hub id (online only).
+    """Image-caption pairs from a known dataset or evaluation protocol (``root`` = where it
+    lies), a local file or folder of your own, or a hub id (online only).
 
+    ``split``: a split of the dataset; None: the dataset's default protocol (the one its
+    published numbers used, ``protocols.DEFAULT_PROTOCOL``), ``"test"`` for your own files.
+    A protocol name (``flickr30k-all``, ``coco-val2017-first5``, ``dci-long``, ...) sets both.
     ``on_error``: ``"raise"`` (default) or ``"skip"`` (counted in ``pairs.report``).
     ``verify``: ``"full"`` decodes every image once (catches truncated files), ``"header"``
     only opens it (fast, for huge sets: a broken image then fails when read), ``"none"``.
@@ -124,18 +135,33 @@ def load_pairs(
     if verify not in ("full", "header", "none"):
         raise ValueError(f"verify must be 'full', 'header' or 'none', got {verify!r}")
     name = str(name_or_path)
-    key = name.lower().replace("-", "").replace("_", "")
+    key = name.lower().replace("_", "-")
+    if key in PROTOCOLS and (key not in DEFAULT_PROTOCOL or split is None):
+        protocol = PROTOCOLS[key]
+        if split is not None and split != protocol.split:
+            raise ValueError(f"protocol {key!r} is {protocol.dataset} split {protocol.split!r}; got split={split!r} too. "
+                             f"Name the protocol alone, or the dataset {protocol.dataset!r} with a split")
+        key, split = protocol.dataset, protocol.split
+    key = key.replace("-", "")
     if key in KNOWN:
         if root is None:
             raise ValueError(f"load_pairs({name!r}) needs root= (where the dataset lies); see the README's data section")
+        split = PROTOCOLS[DEFAULT_PROTOCOL[key]].split if split is None else split
+        if key == "urban1k" and split == "test":
+            split = "all"  # Urban1k is one evaluation set
         raw, label = _KNOWN_LOADERS[key](Path(root), split, image_root, cache_dir), key
-    elif Path(name).exists():
+        pairs = _validate(raw, label, on_error, verify)
+        pairs.protocol = protocol_name(key, split)
+        return pairs
+    split = "test" if split is None else split
+    if Path(name).exists():
         raw, label = _own_data(Path(name), split, image_root), Path(name).name
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         return _hub(name, split)
     else:
         raise FileNotFoundError(
-            f"{name!r} is neither a known dataset ({', '.join(KNOWN)}), an existing path, nor a hub id (org/name)"
+            f"{name!r} is neither a known dataset ({', '.join(KNOWN)}), an evaluation protocol "
+            f"({', '.join(PROTOCOLS)}), an existing path, nor a hub id (org/name)"
         )
     return _validate(raw, label, on_error, verify)
 
@@ -149,6 +175,8 @@ class RawRecord:
     short_caption: str | None = None
     problem: tuple[str, str] | None = None  # (reason, detail): a defect found while reading
     group: int | None = None  # a hard-negative group (the synthetic benchmark written to disk)
+    note: str | None = None  # the protocol trimmed this record (counted in the report's notes)
+    left_out: bool = False  # the protocol itself leaves this record out (counted in the notes, not a defect)
 
 
 def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) -> Pairs:
@@ -160,6 +188,10 @@ def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) 
     image_of_key: dict[str, Any] = {}
     seen_pairs: set[tuple[str, str]] = set()
     for record in raw:
+        if record.note:
+            report.notes[record.note] += 1
+        if record.left_out:
+            continue
         problem = record.problem or _caption_problem(record.caption)
         if problem is None and record.image_key in image_of_key and image_of_key[record.image_key] != record.image:
             problem = ("duplicate image id for two different images", f"id {record.image_key!r}")
@@ -286,7 +318,11 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, tuple[
 
 
 def _urban1k(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
-    """``Urban1k.zip`` or its extraction: ``Urban1k/image/*.jpg`` + ``Urban1k/caption/*.txt`` by stem."""
+    """``Urban1k.zip`` or its extraction: ``Urban1k/image/*.jpg`` + ``Urban1k/caption/*.txt`` by stem.
+    The caption is the file's first line, as Long-CLIP's loader reads it (``readlines()[0]``);
+    files with more lines are counted in the report's notes."""
+    if split != "all":
+        raise ValueError(f"Urban1k is one evaluation set: split must be 'all' (or 'test'), got {split!r}")
     base = _extract_if_zip(root, cache_dir, expect=("Urban1k/image/", "Urban1k/caption/"))
     if (base / "Urban1k").is_dir():
         base = base / "Urban1k"
@@ -303,7 +339,11 @@ def _urban1k(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecor
             yield RawRecord(images[stem], None, stem, where, problem=("no caption file for this image", str(images[stem])))
             continue
         text, problem = _read_text(captions[stem])
-        yield RawRecord(images.get(stem), text, stem, where, problem=problem)
+        lines = text.splitlines() if text else []
+        more = len([line for line in lines[1:] if line.strip()])
+        yield RawRecord(images.get(stem), lines[0] if lines else text, stem, where, problem=problem,
+                        note="caption file has more lines than the first: only the first is kept (Long-CLIP's loader)"
+                        if more else None)
 
 
 def _docci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
@@ -328,16 +368,19 @@ def _docci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]
 
 
 def _dci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
-    """DCI: ``densely_captioned_images/{splits.json, annotations/*.json, photos/}``; long caption =
-    ``short_caption`` + newline + ``extra_caption``; ``split="all"`` (the Long-DCI evaluation) or a splits.json key."""
+    """DCI: ``densely_captioned_images/{splits.json, annotations/*.json, photos/}``.
+    ``split="all"`` (protocol ``dci``): every image, caption = ``short_caption`` + newline +
+    ``extra_caption``; ``split="long"`` (protocol ``dci-long``, TULIP's): every image, caption =
+    ``extra_caption`` alone, images without one left out (counted in the report's notes);
+    or a splits.json key (short + extra)."""
     base = root / "densely_captioned_images" if (root / "densely_captioned_images").is_dir() else root
     splits = _read_json(base / "splits.json")
-    if split == "all":
+    if split in ("all", "long"):
         files = [f for names in splits.values() for f in names]
     elif split in splits:
         files = splits[split]
     else:
-        raise ValueError(f"DCI split must be 'all' or one of {sorted(splits)}, got {split!r}")
+        raise ValueError(f"DCI split must be 'all', 'long' or one of {sorted(splits)}, got {split!r}")
     photos = Path(image_root) if image_root else base / "photos"
     for name in files:
         where = f"annotations/{name}"
@@ -353,6 +396,12 @@ def _dci(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
         except (AttributeError, TypeError) as error:
             yield _malformed(where, error)
             continue
+        if split == "long":
+            if not (isinstance(extra, str) and extra.strip()):
+                yield RawRecord(image, None, name, where, left_out=True,
+                                note="image without an extra_caption left out (the long-DCI protocol)")
+                continue
+            caption = extra
         yield RawRecord(image, caption, str(annotation.get("image", name)), where,
                         short_caption=short if isinstance(short, str) else None)
 
@@ -381,21 +430,53 @@ def _sharegpt4v(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRe
 
 def _karpathy_or_coco(kind: str):
     def load(root: Path, split: str, image_root, cache_dir) -> Iterator[RawRecord]:
-        karpathy = root / f"dataset_{kind}.json"
-        if karpathy.is_file():
-            yield from _karpathy(karpathy, split, Path(image_root) if image_root else root, kind)
+        images = Path(image_root) if image_root else root
+        if kind == "flickr30k" and split == "all":
+            token = root if root.is_file() else root / "results_20130124.token"
+            if not token.is_file():
+                raise FileNotFoundError(f"flickr30k split 'all' (protocol flickr30k-all) reads results_20130124.token; "
+                                        f"{str(token)!r} does not exist")
+            yield from _flickr_token(token, Path(image_root) if image_root else token.parent)
             return
         official = sorted(root.glob("annotations/captions_*.json")) + sorted(root.glob("captions_*.json"))
-        if kind == "coco" and official:
-            match = [p for p in official if split in p.stem] or official
-            yield from _coco_official(match[0], Path(image_root) if image_root else root)
+        base, _, first = split.partition("-first")
+        named = [p for p in official if p.stem == f"captions_{base}"]
+        if kind == "coco" and named:
+            limit = int(first) if first.isdigit() else None
+            if first and limit is None:
+                raise ValueError(f"COCO split {split!r}: write <annotation split>-first<N>, e.g. val2017-first5")
+            yield from _coco_official(named[0], images, limit)
+            return
+        karpathy = root / f"dataset_{kind}.json"
+        if karpathy.is_file():
+            yield from _karpathy(karpathy, split, images, kind)
             return
         raise FileNotFoundError(
-            f"{kind} layout not found under {str(root)!r}: expected the Karpathy split file dataset_{kind}.json"
-            + (" or annotations/captions_<split>.json" if kind == "coco" else "")
+            f"{kind} split {split!r} not found under {str(root)!r}: expected the Karpathy split file dataset_{kind}.json"
+            + (" or annotations/captions_<split>.json (val2017, val2017-first5: the official FineLIP / Long-CLIP "
+               "protocol)" if kind == "coco" else " or, for split 'all', results_20130124.token")
         )
 
     return load
+
+
+def _flickr_token(path: Path, image_root: Path) -> Iterator[RawRecord]:
+    """Flickr30k's own caption file (``<image>.jpg#<n>\t<caption>`` per line): every image and
+    caption, as the official FineLIP / Long-CLIP evaluation reads it."""
+    folder = image_root / "flickr30k-images" if (image_root / "flickr30k-images").is_dir() else image_root
+    text, problem = _read_text(path)
+    if problem:
+        raise ValueError(f"{str(path)!r}: {problem[0]} ({problem[1]})")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{number}"
+        name, tab, caption = line.partition("\t")
+        if not tab:
+            yield RawRecord(None, None, where, where, problem=("line is not <image>#<n><tab><caption>", line[:60]))
+            continue
+        image = name.rsplit("#", 1)[0]
+        yield RawRecord(folder / image, caption, image, where)
 
 
 def _karpathy(path: Path, split: str, image_root: Path, kind: str) -> Iterator[RawRecord]:
@@ -421,18 +502,26 @@ def _karpathy(path: Path, split: str, image_root: Path, kind: str) -> Iterator[R
             yield RawRecord(file, sentence.get("raw"), key, where)
 
 
-def _coco_official(path: Path, image_root: Path) -> Iterator[RawRecord]:
-    """Official COCO captions: ``images`` (id, file_name) + ``annotations`` (image_id, caption)."""
+def _coco_official(path: Path, image_root: Path, first: int | None = None) -> Iterator[RawRecord]:
+    """Official COCO captions: ``images`` (id, file_name) + ``annotations`` (image_id, caption);
+    ``first``: only each image's first ``first`` captions in the file's order (torchvision's
+    ``CocoCaptions`` order, which the official FineLIP / Long-CLIP code slices ``[0:5]``)."""
     data = _read_json(path)
     files = {img["id"]: img["file_name"] for img in data.get("images", [])
              if isinstance(img, dict) and "id" in img and isinstance(img.get("file_name"), str)}
     folder_name = path.stem.replace("captions_", "")
     folder = image_root / folder_name if (image_root / folder_name).is_dir() else image_root
+    seen: Counter = Counter()
     for index, annotation in enumerate(data.get("annotations", [])):
         if not isinstance(annotation, dict):
             yield _malformed(f"{path.name} annotations[{index}]", TypeError(f"{type(annotation).__name__}, not an object"))
             continue
         image_id = annotation.get("image_id")
+        seen[image_id] += 1
+        if first is not None and seen[image_id] > first:
+            yield RawRecord(None, None, str(image_id), f"{path.name} annotation {annotation.get('id')}", left_out=True,
+                            note=f"caption beyond an image's first {first} left out (the protocol)")
+            continue
         file = folder / files[image_id] if isinstance(image_id, (int, str)) and image_id in files else None
         yield RawRecord(file, annotation.get("caption"), str(image_id), f"{path.name} annotation {annotation.get('id')}")
 
@@ -443,9 +532,10 @@ def _malformed(where: str, error: Exception) -> RawRecord:
 
 
 def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
-    """Your own pairs: JSONL / JSON list / CSV / parquet with ``image`` + ``caption`` (+ ``short_caption``,
-    ``image_id``), or a folder with ``metadata.jsonl`` (``file_name`` + ``caption``). Paths are relative
-    to the file's folder (or ``image_root``)."""
+    """Your own pairs: JSONL / JSON list / CSV / TSV / parquet with ``image`` + ``caption`` (+ ``short_caption``,
+    ``image_id``), open_clip's tab-separated ``filepath`` + ``title`` (e.g. ``dci_long.csv``), or a folder
+    with ``metadata.jsonl`` (``file_name`` + ``caption``). Paths are relative to the file's folder (or
+    ``image_root``); an absolute path that does not exist is looked up by its file name under ``image_root``."""
     if path.is_dir():
         metadata = path / "metadata.jsonl"
         if not metadata.is_file():
@@ -460,10 +550,10 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
         if not isinstance(data, list):
             raise ValueError(f"{str(path)!r} must hold a JSON list of records")
         rows = ((f"{path.name}[{n}]", row, None) for n, row in enumerate(data))
-    elif suffix in (".csv", ".parquet"):
-        rows = ((f"{path.name} row {n + 2 if suffix == '.csv' else n}", row, None) for n, row in enumerate(_tabular(path)))
+    elif suffix in (".csv", ".tsv", ".parquet"):
+        rows = ((f"{path.name} row {n + 2 if suffix != '.parquet' else n}", row, None) for n, row in enumerate(_tabular(path)))
     else:
-        raise ValueError(f"unsupported file type {suffix!r} for {str(path)!r}: use .jsonl, .json, .csv or .parquet")
+        raise ValueError(f"unsupported file type {suffix!r} for {str(path)!r}: use .jsonl, .json, .csv, .tsv or .parquet")
     for where, row, problem in rows:
         if problem is None and not isinstance(row, dict):
             problem = ("record is not an object with image and caption", f"got {type(row).__name__}")
@@ -472,12 +562,14 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
         if problem:
             yield RawRecord(None, None, where, where, problem=problem)
             continue
-        image = row.get("image", row.get("file_name"))
+        image = row.get("image", row.get("file_name", row.get("filepath")))  # filepath / title: open_clip's CSV
         try:
             if isinstance(image, dict):  # a datasets Image feature written to parquet: {"bytes", "path"}
                 image = image.get("bytes") or (base / image["path"] if image.get("path") else None)
             elif isinstance(image, str) and image:
                 image = Path(image) if os.path.isabs(image) else base / image
+                if image.is_absolute() and image_root and not image.exists():
+                    image = Path(image_root) / image.name  # a shipped file's absolute paths: found under image_root
         except TypeError as error:
             yield _malformed(where, error)
             continue
@@ -485,7 +577,8 @@ def _own_data(path: Path, split: str, image_root) -> Iterator[RawRecord]:
         key = str(key) if key is not None else (str(image) if not isinstance(image, (bytes, bytearray)) else where)
         group, problem = _group_id(row.get("group"))
         yield RawRecord(
-            image, row.get("caption"), key, where, short_caption=row.get("short_caption"), group=group, problem=problem,
+            image, row.get("caption", row.get("title")), key, where, short_caption=row.get("short_caption"), group=group,
+            problem=problem,
         )
 
 
@@ -504,14 +597,17 @@ def _group_id(value: Any) -> tuple[int | None, tuple[str, str] | None]:
 def _tabular(path: Path) -> list[dict[str, Any]]:
     import datasets
 
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".tsv"):
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
             raise ValueError(f"{str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+        header = text.split("\n", 1)[0]
+        # open_clip's CSV convention (filepath<TAB>title, e.g. dci_long.csv) is tab-separated
+        delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in header and "," not in header) else ","
         try:
             # Every value stays a string; fields beyond the header land under None (reported per row).
-            return list(csv.DictReader(io.StringIO(text, newline="")))
+            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
         except csv.Error as error:
             raise ValueError(f"{str(path)!r} is not valid CSV ({error})") from error
     return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()

@@ -13,6 +13,9 @@ RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every"
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "official")
+BATCH_SCOPES = ("process", "global")
+DECAY_SCOPES = ("weights", "all")
 
 
 @dataclass
@@ -23,13 +26,20 @@ class TrainConfig:
     steps: int | None = 300  # optimiser steps; None: run `epochs`
     epochs: float = 1.0
     train_minutes: float | None = None  # stop (and schedule the lr) on wall time instead
-    batch_size: int = 64  # per process, per micro-batch
+    batch_size: int = 64  # one micro-batch: per process (batch_scope="process") or split across processes ("global")
+    batch_scope: str = "process"  # "global": batch_size is the micro-batch of all processes together (the official code's)
     accumulation: int = 1  # micro-batches per optimiser step
     grad_cache: bool = False  # exact large-batch contrastive losses across micro-batches
     lr_backbone: float = 1e-4  # pretrained towers (FineLIP: 1e-6)
-    lr_new: float = 1e-3  # ATRM, trainable position rows, temperature (FineLIP: 2e-4)
+    lr_new: float = 1e-3  # ATRM, trainable position rows, temperature (FineLIP: 2e-4 for ATRM)
+    lr_positions: float | None = None  # the trainable position rows; None: lr_new (the official code: lr_backbone)
+    lr_logit_scale: float | None = None  # the temperature; None: lr_new (the official code: lr_backbone)
     weight_decay: float = 0.01
-    warmup_steps: int = 20
+    weight_decay_on: str = "weights"  # "weights": linear / conv weights only; "all": every parameter (the official code)
+    adam_betas: tuple[float, float] = (0.9, 0.98)  # the official code: PyTorch's defaults (0.9, 0.999)
+    adam_eps: float = 1e-6  # the official code: 1e-8
+    schedule: str = "cosine"  # "official": the official code's per-micro-batch stepping (see official_lr_factor)
+    warmup_steps: int = 20  # optimiser steps (schedule="official": micro-batches, as the official code counts them)
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
     fine_ramp_epochs: float = 0.0  # FineLIP ramps the fine loss in over the first epoch (1.0)
@@ -56,6 +66,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.eval_modes = None if self.eval_modes is None else tuple(self.eval_modes)
         self.resume_changes = tuple(self.resume_changes)
+        if isinstance(self.adam_betas, list):
+            self.adam_betas = tuple(self.adam_betas)  # from YAML / JSON / a checkpoint
         _check_numbers(self)
         not_changeable = sorted(set(self.resume_changes) - set(RESUME_CHANGEABLE))
         if not_changeable:
@@ -68,6 +80,18 @@ class TrainConfig:
             (isinstance(self.batch_size, int) and self.batch_size >= 2, f"batch_size must be an integer >= 2 (contrastive losses need negatives), got {self.batch_size!r}"),
             (isinstance(self.accumulation, int) and self.accumulation >= 1, f"accumulation must be an integer >= 1, got {self.accumulation!r}"),
             (self.lr_backbone >= 0 and self.lr_new >= 0, f"learning rates must be >= 0, got {self.lr_backbone}, {self.lr_new}"),
+            (all(lr is None or lr >= 0 for lr in (self.lr_positions, self.lr_logit_scale)),
+             f"lr_positions and lr_logit_scale must be >= 0 or None, got {self.lr_positions}, {self.lr_logit_scale}"),
+            (self.batch_scope in BATCH_SCOPES, f"batch_scope must be one of {BATCH_SCOPES}, got {self.batch_scope!r}"),
+            (self.weight_decay_on in DECAY_SCOPES, f"weight_decay_on must be one of {DECAY_SCOPES}, got {self.weight_decay_on!r}"),
+            (isinstance(self.adam_betas, tuple) and len(self.adam_betas) == 2
+             and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.adam_betas),
+             f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}"),
+            (self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.schedule != "official" or (self.train_minutes is None and self.min_lr_ratio == 0),
+             f"schedule='official' is the official code's step-counted cosine to 0: it takes neither train_minutes "
+             f"(got {self.train_minutes}) nor min_lr_ratio (got {self.min_lr_ratio}); use schedule='cosine' for those"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
@@ -102,7 +126,8 @@ def _check_numbers(config: TrainConfig) -> None:
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
         kinds = str(spec.type)
-        if value is None or isinstance(value, bool) or not ("float" in kinds or "int" in kinds) or "str" in kinds:
+        if (value is None or isinstance(value, bool) or not ("float" in kinds or "int" in kinds) or "str" in kinds
+                or "tuple" in kinds):
             continue
         integer = "float" not in kinds
         if not isinstance(value, int if integer else (int, float)):
@@ -118,5 +143,18 @@ def lr_factor(step: int, progress: float, warmup_steps: int, min_ratio: float) -
         return (step + 1) / warmup_steps
     progress = min(max(progress, 0.0), 1.0)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def official_lr_factor(step: int, accumulation: int, warmup: int, total_steps: int) -> float:
+    """The official FineLIP code's schedule, quirk included: its cosine is sized in optimiser
+    steps (``total_steps``) but stepped once per micro-batch, so with accumulation k the
+    optimiser step ``step`` takes the value at micro-batch ``k·step + k - 1``: the warm-up
+    (``warmup`` micro-batches) ends after ``warmup / k`` optimiser steps and the cosine runs
+    k/2 full cycles over the run (2 cycles over 6 epochs at k = 4). At k = 1 it is the
+    kit's cosine (``lr_factor`` with ``min_ratio`` 0)."""
+    micro = accumulation * step + accumulation - 1
+    if micro < warmup:
+        return (micro + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (micro - warmup) / max(1, total_steps - warmup)))
 
 

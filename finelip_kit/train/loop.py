@@ -44,19 +44,33 @@ from .checkpoint import (
     remove_stale_temporaries,
     trim_log,
 )
-from .config import TrainConfig, lr_factor
+from .config import TrainConfig, lr_factor, official_lr_factor
 from .sampling import EpochSampler, SeededPairs, _groups
 
 
-def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float) -> list[dict[str, Any]]:
-    """The model's own AdamW groups (``FineLIP.parameter_groups``), also through a DDP or
-    ``torch.compile`` wrapper (whose parameter names carry a prefix)."""
+def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float,
+                     **options: Any) -> list[dict[str, Any]]:
+    """The model's own AdamW groups (``FineLIP.parameter_groups``; ``options``: ``lr_positions``,
+    ``lr_logit_scale``, ``weight_decay_on``), also through a DDP or ``torch.compile`` wrapper."""
     while not isinstance(model, FineLIP):
         inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
         if not isinstance(inner, nn.Module):
             raise TypeError(f"parameter_groups needs a FineLIP model (or a DDP / compiled wrapper of one), got {type(model).__name__}")
         model = inner
-    return model.parameter_groups(lr_backbone, lr_new, weight_decay)
+    return model.parameter_groups(lr_backbone, lr_new, weight_decay, **options)
+
+
+def process_batch_size(config: TrainConfig, world_size: int) -> int:
+    """This process's micro-batch: ``batch_size`` itself, or with ``batch_scope="global"`` its
+    share of the micro-batch of all processes (the official code's 128 split across GPUs)."""
+    if config.batch_scope == "process":
+        return config.batch_size
+    share, left = divmod(config.batch_size, world_size)
+    if left or share < 2:
+        raise ValueError(f"batch_scope='global': batch_size {config.batch_size} must split evenly into micro-batches "
+                         f"of at least 2 over the {world_size} processes; use a multiple of {world_size} "
+                         f"(>= {2 * world_size})")
+    return share
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -76,12 +90,14 @@ class Trainer:
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
         self.out_dir = Path(config.out_dir)
         self.dataset = SeededPairs(train_data, clip_transform(model.config.vision, train=config.augment), config.seed)
-        self.sampler = EpochSampler(len(self.dataset), config.batch_size, config.seed, self.rank, self.world_size,
+        self.batch_size = process_batch_size(config, self.world_size)
+        self.sampler = EpochSampler(len(self.dataset), self.batch_size, config.seed, self.rank, self.world_size,
                                     groups=_groups(train_data) if config.group_batches else None)
         self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay), betas=(0.9, 0.98), eps=1e-6
-        )
+        groups = parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay,
+                                  lr_positions=config.lr_positions, lr_logit_scale=config.lr_logit_scale,
+                                  weight_decay_on=config.weight_decay_on)
+        self.optimizer = torch.optim.AdamW(groups, betas=config.adam_betas, eps=config.adam_eps)
         for group in self.optimizer.param_groups:
             group["base_lr"] = group["lr"]
         self.autocast_dtype, self.scaler = _precision(config.precision, self.device)
@@ -124,7 +140,7 @@ class Trainer:
                 terms, finite = self._train_step(micro)  # forward, backward, clip, step
             except torch.OutOfMemoryError as error:
                 raise torch.OutOfMemoryError(
-                    f"out of memory at step {self.step + 1} with micro-batch {cfg.batch_size} on {self.device}: use a "
+                    f"out of memory at step {self.step + 1} with micro-batch {self.batch_size} on {self.device}: use a "
                     f"smaller batch_size with accumulation (grad_cache=True keeps the contrastive batch exact), "
                     f"e.g. batch_size={max(2, cfg.batch_size // 2)} accumulation={cfg.accumulation * 2} grad_cache=True"
                 ) from error
@@ -158,7 +174,7 @@ class Trainer:
             # The loader draws its workers' base seed from its own generator, not the global one:
             # a resume then leaves the global RNG exactly where the uninterrupted run has it.
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
-            loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler, generator=generator,
+            loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, generator=generator,
                                 collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
             group: list[dict[str, Any]] = []
             for batch in loader:
@@ -180,9 +196,16 @@ class Trainer:
         finite = self._all_finite(terms["loss"])
         if finite:
             if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
+                self.scaler.unscale_(self.optimizer)  # fp16: the scaler itself skips steps with non-finite gradients
+            parameters = [p for p in self.model.parameters() if p.grad is not None]
             if cfg.grad_clip is not None:
-                terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(parameters, cfg.grad_clip)
+            else:
+                terms["grad_norm"] = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+            # A finite loss can still give non-finite gradients (the official PCM's SVD when singular
+            # values nearly tie): the update is skipped and counted like a non-finite loss.
+            finite = self.scaler is not None or bool(torch.isfinite(terms["grad_norm"]))
+        if finite:
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -199,7 +222,8 @@ class Trainer:
                 values = {k: float(v) for k, v in terms.items()}
                 raise FloatingPointError(
                     f"stopping: {self.nonfinite_run} non-finite losses in a row, the last at step {self.step + 1} "
-                    f"(loss terms {values}); lower the learning rate, enable grad_clip, or use fp32"
+                    f"(loss terms {values}; a non-finite gradient norm counts too); lower the learning rate, "
+                    f"enable grad_clip, or use fp32"
                 )
         return {k: float(v) for k, v in terms.items()}, finite
 
@@ -306,7 +330,11 @@ class Trainer:
         return self.step >= self.total_steps
 
     def _set_lr(self) -> None:
-        factor = lr_factor(self.step, self._progress(), self.config.warmup_steps, self.config.min_lr_ratio)
+        cfg = self.config
+        if cfg.schedule == "official":
+            factor = official_lr_factor(self.step, cfg.accumulation, cfg.warmup_steps, self.total_steps)
+        else:
+            factor = lr_factor(self.step, self._progress(), cfg.warmup_steps, cfg.min_lr_ratio)
         frozen = self.step < self.config.freeze_towers_steps  # the new modules warm up with the towers still
         for group in self.optimizer.param_groups:
             group["lr"] = 0.0 if frozen and group["kind"] == "backbone" else group["base_lr"] * factor
