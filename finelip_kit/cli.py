@@ -86,7 +86,8 @@ def train(args: argparse.Namespace) -> int:
     print(f"trained {budget}; run folder: {out}; record: {out.parent / (out.name + '.json')}")
     for title, metrics in (("validation", record["val_metrics"]), ("test", record["metrics"])):
         if metrics:
-            print(f"{title} ({record['val_pairs' if title == 'validation' else 'test_pairs']} pairs):")
+            split = "val" if title == "validation" else "test"
+            print(f"{title} ({record[split + '_pairs']} pairs), protocol {record.get('protocols', {}).get(split)}:")
             print(summary_table(metrics))
     if record.get("reference"):
         reference = record["reference"]["metrics"]
@@ -123,13 +124,13 @@ def evaluate(args: argparse.Namespace) -> int:
             print(data.report)
     result = evaluate_retrieval(model, data, modes=args.modes, fuse_weight=args.fuse_weight, rerank_k=args.rerank_k,
                                 batch_size=args.batch_size, progress=True)
+    print(f"protocol {result.protocol} ({len(data)} pairs):")
     print(result.table.to_string())
-    name = args.data if args.data == "synthetic" else args.data.rsplit("/", 1)[-1]
-    print(paper_table({name: result}, mode=(args.modes or ["global"])[0]).to_string())
+    print(paper_table({result.protocol: result}, mode=(args.modes or ["global"])[0]).to_string())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "split": args.split,
-                                              "metrics": result.metrics}, indent=2))
+                                              "protocol": result.protocol, "metrics": result.metrics}, indent=2))
         print(f"wrote {args.out}")
     return 0
 
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--model", required=True, help=MODEL_HELP)
     evaluator.add_argument("--data", required=True, help="synthetic, a known dataset name (with --data-root) or a path")
     evaluator.add_argument("--data-root", help="where a known dataset lies")
-    evaluator.add_argument("--split", default="test")
+    evaluator.add_argument("--split", help="a split of --data; default: the dataset's paper protocol (see the README's "
+                                           "protocol table); --data may also be a protocol name (flickr30k-all, ...)")
     evaluator.add_argument("--size", type=number_in(1, None, int), default=2000, help="synthetic test pairs")
     evaluator.add_argument("--modes", nargs="+", choices=MODES,
                            help="default: every mode the model has (fine and fused need CLIM)")

@@ -181,15 +181,21 @@ def load_data(data: DataSpec, evaluation: EvalSpec):
         raise ValueError(f"eval.binding is a probe of the synthetic benchmark; the evaluation data here is "
                          f"{data.eval_source or data.source!r}: set eval.binding=false")
     from .data import CaptionView, SyntheticConfig, SyntheticScenes, load_pairs
+    from .data.protocols import names_a_split
 
     def pairs(source: str, split: str, size: int | None = None):
         if source == "synthetic":
             return SyntheticScenes(SyntheticConfig(**data.synthetic), split=split, size=size)
-        loaded = load_pairs(source, split=split, root=data.root, on_error=data.on_error)
+        # a protocol name (data.eval_source=flickr30k-all) fixes its own split
+        loaded = load_pairs(source, split=None if names_a_split(source) else split, root=data.root, on_error=data.on_error)
         return loaded.take(size) if size else loaded
 
-    train = pairs(data.source, data.train_split)
     source = data.eval_source or data.source
+    if names_a_split(source) and data.val_split and evaluation.val_size != 0:
+        raise ValueError(f"the evaluation data {source!r} is a protocol: one fixed set, which cannot be both the "
+                         f"validation split {data.val_split!r} and the test set; validate on the dataset's own split "
+                         f"(data.eval_source=<dataset>) or set eval.val_size=0")
+    train = pairs(data.source, data.train_split)
     val_split = "val" if source == "synthetic" else data.val_split
     val = pairs(source, val_split, evaluation.val_size) if val_split and evaluation.val_size != 0 else None
     test = pairs(source, data.test_split, evaluation.size) if data.test_split and evaluation.size != 0 else None
@@ -212,7 +218,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     import torch
 
     from .data import CaptionView
-    from .evaluate import evaluate_retrieval
+    from .evaluate import data_protocol, evaluate_retrieval
     from .pretrained import load_model
     from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
     from .train import Trainer
@@ -275,6 +281,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
         "reference": reference,
         "history": [{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
         "timings": {"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
+        "protocols": {"test": data_protocol(test_data), "val": data_protocol(val_data)},  # what the numbers were measured on
         "test_pairs": len(test_data) if test_data is not None else 0,
         "val_pairs": len(val_data) if val_data is not None else 0,
         "run_dir": str(folder),

@@ -3,7 +3,9 @@
 ``get_tokenizer()`` with no source builds a transformers ``CLIPTokenizer`` from the CLIP
 BPE vocabulary that ships inside the installed ``open_clip_torch`` wheel, so nothing is
 downloaded. Texts are cleaned the way CLIP/open_clip clean them (ftfy, HTML unescape
-twice, whitespace collapse, lower case), so ids match open_clip's tokenizer exactly.
+twice, whitespace collapse, lower case) and not composed again afterwards (NFC), so ids match
+open_clip's tokenizer exactly. One deliberate difference: open_clip turns a literal
+``<end_of_text>`` in a text into its special id; here it stays text.
 
 Every sequence is ``[BOS] tokens [EOT] pad...``; a text longer than the context keeps
 its EOT as the last token (``[BOS] first n-2 tokens [EOT]``), so EOT pooling never
@@ -118,6 +120,9 @@ class CLIPTextTokenizer:
         self.eos_token_id = hf_tokenizer.eos_token_id
         pad = hf_tokenizer.pad_token_id
         self.pad_token_id = self.eos_token_id if pad is None else pad
+        self._saved_normalizer = None
+        if clean:
+            self._saved_normalizer = _without_nfc(hf_tokenizer)
         if self.bos_token_id is None or self.eos_token_id is None:
             raise ValueError("the tokenizer must define bos_token_id and eos_token_id (CLIP's <|startoftext|>, <|endoftext|>)")
 
@@ -130,7 +135,9 @@ class CLIPTextTokenizer:
         texts = _as_list(texts)
         if self.clean:
             texts = [clean_text(t) for t in texts]
-        # split_special_tokens: a literal "<|endoftext|>" in a caption is text, as in open_clip.
+        # split_special_tokens: a literal "<|endoftext|>" in a caption is text, as in open_clip. open_clip's
+        # own special strings differ ("<end_of_text>"): it turns a literal one into its special id, the kit
+        # keeps it as text (a caption cannot end itself early).
         return self.hf(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
     def __call__(
@@ -186,10 +193,35 @@ class CLIPTextTokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the transformers tokenizer files with ``model_max_length`` = the context length."""
         self.hf.model_max_length = self.context_length
+        backend = getattr(self.hf, "backend_tokenizer", None)
+        cleaning = backend.normalizer if backend is not None and self._saved_normalizer is not None else None
+        if cleaning is not None:
+            backend.normalizer = self._saved_normalizer  # a saved tokenizer is used without the kit's cleaning
         try:
             self.hf.save_pretrained(str(directory))
         finally:
             self.hf.model_max_length = _UNBOUNDED
+            if cleaning is not None:
+                backend.normalizer = cleaning
+
+
+def _without_nfc(hf_tokenizer):
+    """Drop NFC from a fast CLIP tokenizer's normalizer; returns the original normalizer (None if
+    there was nothing to drop). With the kit's cleaning in front (``clean_text``: ftfy already
+    composes what it unescapes), composing again only changes what ``html.unescape`` decoded
+    after ftfy — ``<b>..</b> cafe&#769;`` keeps its combining accent in open_clip, so ids match."""
+    from tokenizers import normalizers
+
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    original = getattr(backend, "normalizer", None)
+    if original is None:
+        return None
+    parts = [original[i] for i in range(len(original))] if isinstance(original, normalizers.Sequence) else [original]
+    kept = [part for part in parts if not isinstance(part, normalizers.NFC)]
+    if len(kept) == len(parts):
+        return None
+    backend.normalizer = normalizers.Sequence(kept)
+    return original
 
 
 def get_tokenizer(source: str | Path | None = None, context_length: int = 248) -> CLIPTextTokenizer:

@@ -76,6 +76,8 @@ def test_finelip_train_runs_the_recipe_and_writes_the_record_beside_the_run(tmp_
     assert (out / "checkpoints").is_dir() and (out / "model" / "config.json").is_file()
     printed = capsys.readouterr().out
     assert "validation (8 pairs)" in printed and "test (16 pairs)" in printed and "fused" in printed
+    assert "test (16 pairs), protocol synthetic:test[16 pairs]:" in printed
+    assert record["protocols"] == {"test": "synthetic:test[16 pairs]", "val": "synthetic:val[8 pairs]"}
     assert cli_main(["train", "--out", str(out), "--model", "tiny", "--set", "model.source=tiny-synthetic-clip"]) == 2
     assert "model.source is given twice" in capsys.readouterr().err
 

@@ -13,6 +13,8 @@ TRICKY = [
     "日本語のテキスト and Ελληνικά",
     "a literal <|endoftext|> and <|startoftext|> inside",
     "&lt;b&gt;bold&lt;/b&gt; &#39;quoted&#39;",
+    "<b>bold</b> cafe&#769; and <i>re&#769;sume&#769;</i>",  # an escaped combining accent after a tag: kept decomposed
+    "e\u0301 a raw decomposed accent",
     "",
     "word " * 400,
 ]
@@ -38,6 +40,22 @@ def test_batch_matches_open_clip_at_77_and_248(tokenizer, open_clip_tokenizer):
         valid = ours.attention_mask.bool()
         assert torch.equal(ours.input_ids[valid], reference[valid])
         assert torch.equal(reference[~valid], torch.zeros_like(reference[~valid]))
+
+
+def test_a_literal_end_of_text_is_text_in_the_kit_but_the_special_id_in_open_clip(tokenizer, open_clip_tokenizer):
+    # The one deliberate difference (README, tokenizer): a caption cannot end itself early.
+    ours = tokenizer.encode(["a <end_of_text> b"])[0]
+    assert tokenizer.eos_token_id not in ours and len(ours) > 3
+    assert open_clip_tokenizer.encode("a <end_of_text> b") == [320, 49407, 321]
+
+
+def test_a_saved_tokenizer_keeps_its_own_normalizer(tokenizer, tmp_path):
+    import json
+
+    tokenizer.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "tokenizer.json").read_text())["normalizer"]
+    assert [n["type"] for n in saved["normalizers"]] == ["NFC", "Replace", "Lowercase"]  # used without the kit's cleaning
+    assert "NFC" not in str(tokenizer.hf.backend_tokenizer.normalizer)  # the kit's stays open_clip's
 
 
 def test_truncation_keeps_eot_and_counts(tokenizer):

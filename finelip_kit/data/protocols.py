@@ -50,6 +50,12 @@ DEFAULT_PROTOCOL = {"urban1k": "urban1k", "docci": "docci", "dci": "dci", "share
                     "flickr30k": "flickr30k-all", "coco": "coco-val2017-first5"}
 
 
+def names_a_split(name: str) -> bool:
+    """Whether ``name`` is a protocol that is not also a dataset (it fixes the split itself)."""
+    key = str(name).lower().replace("_", "-")
+    return key in PROTOCOLS and key not in DEFAULT_PROTOCOL
+
+
 def protocol_name(dataset: str, split: str) -> str:
     """The protocol a dataset split is, or ``dataset:split`` when it is none of the named ones."""
     for protocol in PROTOCOLS.values():
