@@ -120,7 +120,7 @@ def evaluate(args: argparse.Namespace) -> int:
         data = SyntheticScenes(split=args.split if args.split in ("train", "val", "test") else "test", size=args.size)
     else:
         data = load_pairs(args.data, split=args.split, root=args.data_root, on_error=args.on_error)
-        if data.report.skipped:
+        if data.report.skipped or data.report.notes:
             print(data.report)
     result = evaluate_retrieval(model, data, modes=args.modes, fuse_weight=args.fuse_weight, rerank_k=args.rerank_k,
                                 batch_size=args.batch_size, progress=True)

@@ -59,6 +59,7 @@ def test_retrieval_eval_notebook_writes_results_with_the_paper_table(tmp_path):
                        out="results.json")
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["model"] == "tiny-synthetic-clip" and result["metrics"]["global/group/t2i"] == 25.0
+    assert result["protocol"] == "synthetic:test[16 pairs]"
     assert "this run" in outputs_of(notebook)  # the paper-layout table (no published rows for synthetic)
 
 

@@ -153,6 +153,7 @@ def test_every_printed_number_carries_its_protocol(tmp_path, capsys):
                  "--modes", "global", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "protocol coco-val2017-first5 (15 pairs)" in printed
+    assert "note: 2 x caption beyond an image's first 5 left out (the protocol)" in printed
     written = json.loads(out.read_text())
     assert written["protocol"] == "coco-val2017-first5"
     # the paper table: this run's column and Long-CLIP's COCO numbers share the protocol column

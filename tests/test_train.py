@@ -311,9 +311,11 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
 @pytest.mark.slow
 def test_two_rank_ddp_step_equals_one_rank_on_the_same_global_batch(tmp_path):
     worker = Path(__file__).with_name("train_worker.py")
-    for mode in ("plain", "grad_cache"):
+    for mode in ("plain", "grad_cache", "global"):  # global: batch_scope="global", the same batch_size on 2 ranks as on 1
+        per_rank = "8" if mode == "global" else "4"
         two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                              str(worker), str(tmp_path / f"two_{mode}"), "4", mode], capture_output=True, text=True, timeout=300)
+                              str(worker), str(tmp_path / f"two_{mode}"), per_rank, mode], capture_output=True, text=True,
+                             timeout=300)
         assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
         one = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
                               str(worker), str(tmp_path / f"one_{mode}"), "8", mode], capture_output=True, text=True, timeout=300)

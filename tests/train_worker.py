@@ -1,5 +1,5 @@
 """Run under torchrun by tests/test_train.py: one optimiser step of the Trainer on a fixed
-global batch, per-rank batch size from argv; rank 0 writes the checkpoint."""
+global batch, per-rank batch size from argv (mode "global": the global one); rank 0 writes the checkpoint."""
 
 import sys
 
@@ -18,9 +18,10 @@ def main(out: str, batch_size: int, mode: str) -> None:
     model = model.double()  # float64: the comparison then sees the math, not float32 summation order
     data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=16)
     accumulation = 2 if mode == "grad_cache" else 1
+    # mode "global": batch_size is the global micro-batch (batch_scope="global"), split across the ranks here
     config = TrainConfig(out_dir=out, steps=1, batch_size=batch_size // accumulation, accumulation=accumulation,
                          grad_cache=mode == "grad_cache", warmup_steps=0, progress=False, grad_clip=None,
-                         lr_backbone=1e-3, lr_new=1e-3)
+                         lr_backbone=1e-3, lr_new=1e-3, batch_scope="global" if mode == "global" else "process")
     Trainer(model, data, config).fit()
     dist.destroy_process_group()
 
