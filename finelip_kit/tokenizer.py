@@ -3,8 +3,8 @@
 ``get_tokenizer()`` with no source builds a transformers ``CLIPTokenizer`` from the CLIP
 BPE vocabulary that ships inside the installed ``open_clip_torch`` wheel, so nothing is
 downloaded. Texts are cleaned the way CLIP/open_clip clean them (ftfy, HTML unescape
-twice, whitespace collapse, lower case) and not composed again afterwards (NFC), so ids match
-open_clip's tokenizer exactly. One deliberate difference: open_clip turns a literal
+twice, whitespace collapse, lower case), then split into words with open_clip's pattern and
+not composed again (NFC), so ids match open_clip's tokenizer exactly. One deliberate difference: open_clip turns a literal
 ``<end_of_text>`` in a text into its special id; here it stays text.
 
 Every sequence is ``[BOS] tokens [EOT] pad...``; a text longer than the context keeps
@@ -120,9 +120,7 @@ class CLIPTextTokenizer:
         self.eos_token_id = hf_tokenizer.eos_token_id
         pad = hf_tokenizer.pad_token_id
         self.pad_token_id = self.eos_token_id if pad is None else pad
-        self._saved_normalizer = None
-        if clean:
-            self._saved_normalizer = _without_nfc(hf_tokenizer)
+        self._original_steps = _as_open_clip(hf_tokenizer) if clean else None
         if self.bos_token_id is None or self.eos_token_id is None:
             raise ValueError("the tokenizer must define bos_token_id and eos_token_id (CLIP's <|startoftext|>, <|endoftext|>)")
 
@@ -193,35 +191,42 @@ class CLIPTextTokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the transformers tokenizer files with ``model_max_length`` = the context length."""
         self.hf.model_max_length = self.context_length
-        backend = getattr(self.hf, "backend_tokenizer", None)
-        cleaning = backend.normalizer if backend is not None and self._saved_normalizer is not None else None
-        if cleaning is not None:
-            backend.normalizer = self._saved_normalizer  # a saved tokenizer is used without the kit's cleaning
+        backend = self.hf.backend_tokenizer if self._original_steps is not None else None
+        ours = (backend.normalizer, backend.pre_tokenizer) if backend is not None else None
+        if backend is not None:  # a saved tokenizer is used without the kit's cleaning: save CLIP's own steps
+            backend.normalizer, backend.pre_tokenizer = self._original_steps
         try:
             self.hf.save_pretrained(str(directory))
         finally:
             self.hf.model_max_length = _UNBOUNDED
-            if cleaning is not None:
-                backend.normalizer = cleaning
+            if backend is not None:
+                backend.normalizer, backend.pre_tokenizer = ours
 
 
-def _without_nfc(hf_tokenizer):
-    """Drop NFC from a fast CLIP tokenizer's normalizer; returns the original normalizer (None if
-    there was nothing to drop). With the kit's cleaning in front (``clean_text``: ftfy already
-    composes what it unescapes), composing again only changes what ``html.unescape`` decoded
-    after ftfy — ``<b>..</b> cafe&#769;`` keeps its combining accent in open_clip, so ids match."""
-    from tokenizers import normalizers
+# open_clip's word pattern without its special strings: CLIP's transformers tokenizer also matches
+# "<|startoftext|>" / "<|endoftext|>" as whole words, which splits "<|endoftext|>!" differently.
+_OPEN_CLIP_WORDS = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
+
+
+def _as_open_clip(hf_tokenizer):
+    """Make a fast CLIP tokenizer split and normalise text exactly as open_clip does after the
+    kit's cleaning: no NFC (``clean_text`` ran ftfy, which already composes; composing again only
+    changes what ``html.unescape`` decoded after it — ``<b>..</b> cafe&#769;`` keeps its combining
+    accent in open_clip), and open_clip's word pattern. Returns the original (normalizer,
+    pre-tokenizer) to restore when saving, or None when the tokenizer is not of that kind."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
 
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-    original = getattr(backend, "normalizer", None)
-    if original is None:
+    normalizer, splitter = getattr(backend, "normalizer", None), getattr(backend, "pre_tokenizer", None)
+    if normalizer is None or splitter is None or "startoftext" not in str(splitter):
         return None
-    parts = [original[i] for i in range(len(original))] if isinstance(original, normalizers.Sequence) else [original]
-    kept = [part for part in parts if not isinstance(part, normalizers.NFC)]
-    if len(kept) == len(parts):
-        return None
-    backend.normalizer = normalizers.Sequence(kept)
-    return original
+    parts = [normalizer[i] for i in range(len(normalizer))] if isinstance(normalizer, normalizers.Sequence) else [normalizer]
+    backend.normalizer = normalizers.Sequence([part for part in parts if not isinstance(part, normalizers.NFC)])
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_OPEN_CLIP_WORDS), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+    ])
+    return normalizer, splitter
 
 
 def get_tokenizer(source: str | Path | None = None, context_length: int = 248) -> CLIPTextTokenizer:

@@ -15,6 +15,7 @@ TRICKY = [
     "&lt;b&gt;bold&lt;/b&gt; &#39;quoted&#39;",
     "<b>bold</b> cafe&#769; and <i>re&#769;sume&#769;</i>",  # an escaped combining accent after a tag: kept decomposed
     "e\u0301 a raw decomposed accent",
+    "a literal <|endoftext|>! glued to punctuation, and <|startoftext|>™",  # open_clip's word pattern, not HF's
     "",
     "word " * 400,
 ]
@@ -56,6 +57,20 @@ def test_a_saved_tokenizer_keeps_its_own_normalizer(tokenizer, tmp_path):
     saved = json.loads((tmp_path / "tokenizer.json").read_text())["normalizer"]
     assert [n["type"] for n in saved["normalizers"]] == ["NFC", "Replace", "Lowercase"]  # used without the kit's cleaning
     assert "NFC" not in str(tokenizer.hf.backend_tokenizer.normalizer)  # the kit's stays open_clip's
+    pattern = json.loads((tmp_path / "tokenizer.json").read_text())["pre_tokenizer"]["pretokenizers"][0]["pattern"]
+    assert "startoftext" in pattern["Regex"]  # CLIP's own word pattern in the saved file
+
+
+def test_random_web_like_text_gives_open_clips_ids_except_a_literal_end_of_text(tokenizer, open_clip_tokenizer):
+    import random
+
+    random.seed(0)
+    pieces = ["<b>", "</b>", "<i>x</i>", "&amp;", "&#769;", "&#776;", "&eacute;", "e\u0301", "café", "&lt;", "“q”", "’s",
+              "Ã©", "â€™", "🐶", "½", "™", "日本", "  ", "\n", "!", "12,5", "<end_of_text>", "<|endoftext|>", "word", "RED"]
+    texts = ["".join(random.choice(pieces) + random.choice(["", " "]) for _ in range(random.randint(1, 20)))
+             for _ in range(2000)]
+    differ = [t for t in texts if tokenizer.encode([t])[0] != open_clip_tokenizer.encode(t)]
+    assert differ and all("<end_of_text>" in t for t in differ)  # (glued to other punctuation it stays text there too)
 
 
 def test_truncation_keeps_eot_and_counts(tokenizer):
