@@ -80,7 +80,21 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     spec = RunSpec(settings=settings, preset=args.preset, name=out.name, results_dir=str(out.parent),
                    progress=bool(settings.get("train.progress", True)))
+    if args.executor == "slurm":
+        from .cluster import submit_run
+        from .recipe import resolve
+
+        resolve(spec)  # a bad setting fails here, not in the queue
+        job = submit_run(spec, slurm_options(args), folder=out.parent / "slurm")
+        print(f"submitted job {job.job_id}: {out} (logs {job.paths.stdout.parent})")
+        if not args.wait:
+            return 0
+        result = next(r for r in job.results() if r)  # rank 0's summary; the other tasks return None
+        print(f"job {job.job_id} ended: {result['run_name']} {result['status']}; record {out.parent / (out.name + '.json')}")
+        return 0
     record = run(spec).record
+    if not record:  # a rank other than 0 of a torchrun / srun job: rank 0 reports
+        return 0
     config = record["settings"]
     budget = f"{config['train.steps']} steps" if config["train.steps"] else f"{config['train.epochs']} epochs"
     print(f"trained {budget}; run folder: {out}; record: {out.parent / (out.name + '.json')}")
@@ -149,11 +163,18 @@ def pretrain_tiny(args: argparse.Namespace) -> int:
 def grid(args: argparse.Namespace) -> int:
     from .ablation import load_spec, run_grid
 
+    action, path = ("run", args.spec) if args.spec not in ("status", "cancel") else (args.spec, args.target)
+    if path is None or (action == "run" and args.target is not None):
+        print("error: finelip grid <spec.yaml> | finelip grid status <spec.yaml> | finelip grid cancel <spec.yaml>",
+              file=sys.stderr)
+        return 2
     try:
-        spec = load_spec(args.spec, runs_dir=args.runs_dir)
+        spec = load_spec(path, runs_dir=args.runs_dir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if action != "run" or args.executor == "slurm":
+        return _grid_on_slurm(spec, action, args)
     print(f"grid {spec.name}: {len(spec.points)} point(s), notebook {spec.notebook}, results in {spec.runs_dir}")
     if args.dry_run:
         for name, parameters in spec.points.items():
@@ -173,6 +194,39 @@ def grid(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return 130
     return 0 if outcome.ok else 1
+
+
+def _grid_on_slurm(spec, action: str, args: argparse.Namespace) -> int:
+    """``finelip grid --executor slurm``, ``grid status``, ``grid cancel`` (ablation/slurm.py)."""
+    from .ablation.slurm import cancel_grid, point_states, status_table, submit_grid, wait_for
+
+    if action == "status":
+        print(status_table(point_states(spec)))
+        return 0
+    if action == "cancel":
+        jobs = cancel_grid(spec)
+        print(f"cancelled {len(jobs)} job(s): {' '.join(jobs)}" if jobs else "nothing queued or running")
+        return 0
+    options = slurm_options(args, spec.slurm)
+    print(f"grid {spec.name}: {len(spec.points)} point(s) on SLURM ({options}), results in {spec.runs_dir}")
+    if args.dry_run:
+        for name, row in point_states(spec, reconcile=False).items():
+            print(f"  {name}: {row['state']}")
+        return 0
+    submitted = submit_grid(spec, options, force=args.force, kernel_name=args.kernel)
+    first = str(next(iter(submitted.values())).job_id).split("_")[0] if submitted else None
+    print(f"submitted {len(submitted)} point(s)" + (f" as job array {first}" if submitted else
+                                                      " (every point is ok, queued or running)"))
+    if not args.wait:
+        print(f"follow it with: finelip grid status {args.spec if args.spec not in ('status', 'cancel') else args.target}")
+        return 0
+    following = [n for n, row in point_states(spec, reconcile=False).items() if row["state"] in ("queued", "running")]
+    states = wait_for(spec, sorted(set(following) | set(submitted)))
+    failed = {n: r for n, r in states.items() if r["state"] == "failed"}
+    print(f"ran {len(states) - len(failed)} ok, failed {len(failed)}")
+    for name, row in failed.items():
+        print(f"  FAILED {name}: job {row['job_id']}, log {row['log']}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="synthetic validation pairs evaluated at the end (default: 400; test pairs: --set eval.size=N)")
     trainer.add_argument("--model", help=f"the model to start from; default: the preset's. {MODEL_HELP}")
     trainer.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override options (see below)")
+    slurm_arguments(trainer, "task", "local: train here (torchrun / srun start the processes); slurm: submit the run "
+                                     "as a SLURM job through submitit, one task per GPU")
+    trainer.add_argument("--nodes", type=number_in(1, None, int), help="slurm: nodes")
+    trainer.add_argument("--tasks-per-node", type=number_in(1, None, int), help="slurm: processes per node (one per GPU)")
     trainer.set_defaults(run=train)
     pretrainer = commands.add_parser("pretrain-tiny", help="rebuild the packaged tiny-synthetic-clip base model",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -249,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.set_defaults(run=export)
     gridder = commands.add_parser("grid", help="run an ablation grid: each point executes ablations/grid.ipynb with papermill",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    gridder.add_argument("spec", help="grid spec (YAML): fixed parameters, points, product")
+    gridder.add_argument("spec", help="grid spec (YAML): fixed parameters, points, product; or `status` / `cancel` "
+                                      "followed by the spec (SLURM)")
+    gridder.add_argument("target", nargs="?", help=argparse.SUPPRESS)
+    slurm_arguments(gridder, "point", "local: points run here; slurm: one job-array task per pending point (submitit)")
+    gridder.add_argument("--array-parallelism", type=number_in(1, None, int), help="slurm: points running at once")
     gridder.add_argument("--workers", type=number_in(1, None, int), default=1, help="points run at once")
     gridder.add_argument("--force", action="store_true", help="re-run points that already have a successful record")
     gridder.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's, python3)")
@@ -262,6 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
 MODEL_HELP = ("a model: preset:<name> or a bare preset name (tiny, clip-b16, clip-l14: fresh weights), a packaged name "
               "(tiny-synthetic-clip), a finelip-kit checkpoint dir, a transformers CLIP dir, hf:<hub id> or org/name, "
               "or an OpenAI / Long-CLIP .pt")
+
+
+def slurm_arguments(parser: argparse.ArgumentParser, unit: str, executor_help: str) -> None:
+    """The SLURM options ``finelip grid`` and ``finelip train`` share (``cluster.SlurmOptions``)."""
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local", help=executor_help)
+    parser.add_argument("--wait", action="store_true", help="slurm: follow the job(s) until they end")
+    parser.add_argument("--partition", help="slurm: partition (default: the cluster's)")
+    parser.add_argument("--time", type=number_in(1, None, int), help=f"slurm: time limit of one {unit}, minutes")
+    parser.add_argument("--cpus-per-task", type=number_in(1, None, int), help=f"slurm: CPUs per {unit}")
+    parser.add_argument("--gpus-per-task", type=number_in(0, None, int), help=f"slurm: GPUs per {unit}")
+    parser.add_argument("--mem-gb", type=number_in(0, None, float), help="slurm: memory per node, GB")
+    parser.add_argument("--sbatch", nargs="*", metavar="KEY=VALUE", help="slurm: other sbatch options (qos=high account=lab)")
+
+
+def slurm_options(args: argparse.Namespace, block: dict | None = None):
+    """``SlurmOptions`` from the command line over a spec's ``slurm:`` block."""
+    from .cluster import SlurmOptions
+
+    given = {"partition": args.partition, "time_min": args.time, "cpus_per_task": args.cpus_per_task,
+             "gpus_per_task": args.gpus_per_task, "mem_gb": args.mem_gb, "sbatch": dict(parse_settings(args.sbatch or []))}
+    for name in ("array_parallelism", "nodes", "tasks_per_node"):
+        if hasattr(args, name):
+            given[name] = getattr(args, name)
+    return SlurmOptions.merged(block, given)
 
 
 def number_in(low: float, high: float | None, kind: type = float):

@@ -214,7 +214,9 @@ def binding_pairs(data: DataSpec, size: int):
 
 
 def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Train and evaluate one run; its record is written to ``<results_dir>/<name>.json``."""
+    """Train and evaluate one run; its record is written to ``<results_dir>/<name>.json``.
+    Under torchrun or ``srun`` with several tasks every process trains (DDP) and rank 0 saves,
+    evaluates and writes the record (the others return an empty record)."""
     import torch
 
     from .data import CaptionView
@@ -223,9 +225,16 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
     from .train import Trainer
 
+    from .train.distributed import init_distributed
+
     started = time.perf_counter()
     resolved = resolve(spec)
-    folder = owned_run_folder(spec.folder)
+    rank, world_size = init_distributed()  # torchrun's or srun's processes: one run, rank 0 writes
+    folder = owned_run_folder(spec.folder) if rank == 0 else spec.folder
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the run folder exists before any rank writes into it
     train_data, val_data, test_data = load_data(resolved.data, resolved.eval)
     config, evaluation = resolved.train, resolved.eval
 
@@ -236,6 +245,8 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     trainer = Trainer(model, train_data, config, eval_data=periodic, on_log=on_log, final_eval=False)
     history = trainer.fit()
     train_seconds = time.perf_counter() - tick
+    if rank != 0:  # the other ranks trained; rank 0 saves, evaluates and records
+        return RunResult(record={}, model=model, history=history)
     if not spec.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # inside the run's own folder
     model_dir = None

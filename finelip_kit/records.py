@@ -129,8 +129,12 @@ def provenance() -> dict[str, Any]:
                                 text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"versions": versions, "git_commit": commit, "host": platform.node(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out = {"versions": versions, "git_commit": commit, "host": platform.node(),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if os.environ.get("SLURM_JOB_ID"):  # where a point ran, when SLURM ran it
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        out["slurm_job_id"] = f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ["SLURM_JOB_ID"]
+    return out
 
 
 def _finite_or_none(value: Any) -> Any:

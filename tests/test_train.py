@@ -323,3 +323,27 @@ def test_two_rank_ddp_step_equals_one_rank_on_the_same_global_batch(tmp_path):
         a = read_state_dict(latest_checkpoint(tmp_path / f"two_{mode}") / "model.safetensors")
         b = read_state_dict(latest_checkpoint(tmp_path / f"one_{mode}") / "model.safetensors")
         assert_weights_close(a, b, atol=1e-6)
+
+
+def cli_one_step(batch_size: int) -> list[str]:
+    """One optimiser step of the preset through `finelip train`, with Adam's eps at 1 (the update
+    is then linear in the gradient, so two summation orders agree to float32 precision)."""
+    return ["--preset", "synthetic-tiny", "--eval-size", "0", "--set", "steps=1", f"batch_size={batch_size}",
+            "lr_backbone=1e-2", "lr_new=1e-2", "adam_eps=1.0", "warmup_steps=0", "eval.size=8", "eval.reference=false",
+            "progress=false"]
+
+
+def test_finelip_train_under_torchrun_joins_one_process_group(tmp_path):
+    # Before issue 20 the CLI never started the process group: each torchrun rank trained alone on
+    # its 4 pairs (and both wrote one folder). Joined, 2 ranks x 4 pairs are the one process's 8.
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "two"), *cli_one_step(4)],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "one"), *cli_one_step(8)],
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+    a = read_state_dict(tmp_path / "two" / "model" / "model.safetensors")
+    b = read_state_dict(tmp_path / "one" / "model" / "model.safetensors")
+    assert_weights_close(a, b, atol=1e-6)
+    assert json.loads((tmp_path / "two.json").read_text())["status"] == "ok"  # one record, from rank 0

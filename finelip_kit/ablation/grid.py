@@ -11,6 +11,7 @@ A spec (YAML)::
       - {data.differing_objects: 3}   # any dotted setting (finelip_kit.settings) is a parameter too
     product:                       # crossed with every point (a full product if alone)
       seed: [0, 1, 2]
+    slurm: {partition: gpu, time_min: 120, gpus_per_task: 1}   # for --executor slurm (ablation/slurm.py)
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class GridSpec:
     points: dict[str, dict[str, Any]]  # point name (what differs from `fixed`) → its parameters, in run order
     notebook: Path
     runs_dir: Path
+    slurm: dict = dataclasses.field(default_factory=dict)  # the spec's `slurm:` block (ablation/slurm.py)
 
 
 def load_spec(path: str | Path, runs_dir: str | Path | None = None) -> GridSpec:
@@ -76,14 +78,17 @@ def load_spec(path: str | Path, runs_dir: str | Path | None = None) -> GridSpec:
         raise ValueError(f"grid spec {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid spec {path} must be a mapping with keys fixed / points / product, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - {"name", "fixed", "points", "product", "notebook", "description"})
+    unknown = sorted(set(spec) - {"name", "fixed", "points", "product", "notebook", "description", "slurm"})
     if unknown:
-        raise ValueError(f"grid spec {path}: unknown key(s) {unknown}; use name, description, fixed, points, product, notebook")
+        raise ValueError(f"grid spec {path}: unknown key(s) {unknown}; use name, description, fixed, points, product, "
+                         f"notebook, slurm")
+    if not isinstance(spec.get("slurm") or {}, dict):
+        raise ValueError(f"grid spec {path}: slurm must be a mapping of SLURM options (partition, time_min, ...)")
     name = check_name(str(spec.get("name") or path.stem), f"grid spec {path}: grid name")
     points = expand_points(spec.get("fixed") or {}, spec.get("points"), spec.get("product") or {}, source=str(path))
     notebook = path.parent / spec["notebook"] if spec.get("notebook") else path.parent.parent / "grid.ipynb"
     runs = Path(runs_dir) if runs_dir else path.parent.parent / "runs"
-    return GridSpec(name=name, points=points, notebook=notebook, runs_dir=runs / name)
+    return GridSpec(name=name, points=points, notebook=notebook, runs_dir=runs / name, slurm=dict(spec.get("slurm") or {}))
 
 
 def expand_points(fixed: dict, points: list | None, product: dict, source: str = "spec") -> dict[str, dict[str, Any]]:
