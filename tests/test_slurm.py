@@ -159,6 +159,10 @@ def test_a_grid_on_slurm_records_what_the_local_runner_records_and_reruns_only_w
     assert sorted(here.ran) == ["default", "seed=1", "seed=2"] and list(here.failed) == ["dataset=_nonexistent_pairs.jsonl"]
     for name in ("default", "seed=1", "seed=2"):
         assert comparable(records[name]) == comparable(json.loads((local.runs_dir / f"{name}.json").read_text())), name
+    from finelip_kit.ablation import ablation_table, load_records  # the explorer's tables do not care where it ran
+
+    there, here_table = (ablation_table(load_records(folder), "global/group/t2i") for folder in (runs, local.runs_dir))
+    assert there.equals(here_table)
     # a rerun submits only the point without an ok record
     rerun = finelip(slurm, "grid", str(spec), "--executor", "slurm", "--wait")
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
