@@ -174,7 +174,11 @@ def grid(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if action != "run" or args.executor == "slurm":
-        return _grid_on_slurm(spec, action, args)
+        try:
+            return _grid_on_slurm(spec, action, args)
+        except (RuntimeError, ImportError) as error:  # no squeue here, no submitit installed
+            print(f"finelip grid: error: {error}", file=sys.stderr)
+            return 2
     print(f"grid {spec.name}: {len(spec.points)} point(s), notebook {spec.notebook}, results in {spec.runs_dir}")
     if args.dry_run:
         for name, parameters in spec.points.items():

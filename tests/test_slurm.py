@@ -65,6 +65,14 @@ def test_a_killed_tasks_reason_is_read_from_its_log(tmp_path, monkeypatch):
     assert finished_state("12_3", str(tmp_path / "missing.err"))[0] == "UNKNOWN"
 
 
+def test_following_a_grid_without_squeue_says_where_to_run_it(tmp_path, monkeypatch):
+    from finelip_kit.cluster import queue_states
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="squeue is not installed here: follow a SLURM grid from a machine of the cluster"):
+        queue_states(["12_0"])
+
+
 def test_the_status_table_names_each_points_state_job_and_log():
     table = status_table({"seed=0": {"state": "ok", "job_id": "7_0", "log": "/runs/t/slurm/7_0/7_0_0_log.err"},
                           "seed=1": {"state": "failed", "job_id": "7_1", "log": "/l", "slurm_state": "TIMEOUT",

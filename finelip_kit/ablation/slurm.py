@@ -64,7 +64,10 @@ def submit_grid(spec: GridSpec, options: SlurmOptions, force: bool = False, kern
         raise ValueError(f"a grid point is one notebook process: slurm nodes and tasks_per_node must be 1, got "
                          f"{options.nodes} and {options.tasks_per_node} (give it GPUs with gpus_per_task)")
     if executor is None:
-        import submitit
+        try:
+            import submitit
+        except ImportError:
+            raise ImportError("--executor slurm needs submitit: pip install submitit (or the kit's [cluster] extra)") from None
 
         executor = submitit.AutoExecutor(folder=spec.runs_dir / "slurm" / "%j", cluster="slurm")
     executor.update_parameters(**_for_executor(executor, options.submitit_parameters(f"finelip-{spec.name}")))
