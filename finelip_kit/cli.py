@@ -4,7 +4,7 @@
                   (the one recipe, finelip_kit.recipe.run: writes runs/x/ and the record runs/x.json)
     finelip pretrain-tiny --out <dir>   (rebuilds the packaged tiny-synthetic-clip)
     finelip eval --model <spec> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
-    finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip]
+    finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip|open_clip]
     finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
@@ -20,10 +20,11 @@ from pathlib import Path
 
 
 def export(args: argparse.Namespace) -> int:
-    from .pretrained import export_clip, export_text_encoder, load_model, save_pretrained
+    from .pretrained import export_clip, export_open_clip, export_text_encoder, load_model, save_pretrained
 
     model = load_model(args.source)
-    writer = {"text": export_text_encoder, "clip": export_clip, "finelip": save_pretrained}[args.what]
+    writer = {"text": export_text_encoder, "clip": export_clip, "finelip": save_pretrained,
+              "open_clip": export_open_clip}[args.what]
     writer(model, args.to)
     print(f"wrote {args.what} export of {args.source} to {args.to} (context length {model.context_length})")
     return 0
@@ -305,9 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exporter.add_argument("--from", dest="source", required=True, help=MODEL_HELP)
     exporter.add_argument("--to", required=True, help="output directory")
-    exporter.add_argument("--what", choices=("text", "clip", "finelip"), default="text",
+    exporter.add_argument("--what", choices=("text", "clip", "finelip", "open_clip"), default="text",
                           help="text: CLIPTextModelWithProjection + tokenizer (for diffusers); clip: CLIPModel; "
-                               "finelip: the kit's own checkpoint")
+                               "finelip: the kit's own checkpoint; open_clip: open_clip_config.json + weights "
+                               "(open_clip.create_model_and_transforms('local-dir:<to>'))")
     exporter.set_defaults(run=export)
     gridder = commands.add_parser("grid", help="run an ablation grid: each point executes ablations/grid.ipynb with papermill",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)

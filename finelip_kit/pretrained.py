@@ -30,7 +30,7 @@ from .weights.convert import (
     convert_state_dict,
     finelip_to_hf,
 )
-from .weights.export import export_clip, export_text_encoder
+from .weights.export import OPEN_CLIP_CONFIG, export_clip, export_open_clip, export_text_encoder
 from .weights.files import (
     CONFIG_FILE,
     LONGCLIP_KEEP,
@@ -45,7 +45,7 @@ from .weights.load import check_weights, load_converted, save_pretrained, timm_v
 __all__ = [
     "CONFIG_FILE", "LONGCLIP_KEEP", "MODEL_FORMS", "MODULES_CONFIG_FILE", "MODULES_FILE", "TEXT_POSITIONS",
     "WEIGHTS_FILE", "check_weights", "checkpoint_format", "config_from_hf", "config_from_openai", "convert_state_dict",
-    "export_clip", "export_text_encoder", "finelip_to_hf", "from_clip", "from_openai_checkpoint", "load_converted",
+    "export_clip", "export_open_clip", "export_text_encoder", "finelip_to_hf", "from_clip", "from_openai_checkpoint", "load_converted",
     "load_model", "load_pretrained", "model_config", "read_state_dict", "save_pretrained", "timm_vision_tower",
 ]
 
@@ -92,6 +92,7 @@ MODEL_FORMS = (
     "<packaged name>     a model shipped with the kit ({assets})",
     "<dir>               a finelip-kit checkpoint (config.json + model.safetensors, from save_pretrained)",
     "<dir> or hf:<id>    a transformers CLIPModel directory, or a hub id (online only); clip:<id> is the same",
+    "<dir>               an open_clip model folder (open_clip_config.json + open_clip_model.safetensors)",
     "<file>.pt|.pth|.bin|.safetensors   an OpenAI / Long-CLIP checkpoint (TorchScript archives included)",
 )
 
@@ -123,6 +124,10 @@ def load_model(spec: "str | Path | FineLIP", **overrides: Any) -> FineLIP:
     if kind in ("hf", "clip") and rest:
         return from_clip(rest, **overrides)
     path = Path(text).expanduser()
+    if path.is_dir() and (path / OPEN_CLIP_CONFIG).is_file():
+        from .weights.load import from_open_clip
+
+        return from_open_clip(FineLIP, path, **overrides)
     if path.is_dir():
         config = path / CONFIG_FILE
         if (path / WEIGHTS_FILE).is_file() and config.is_file() and '"finelip_kit_version"' in config.read_text():

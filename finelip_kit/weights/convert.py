@@ -94,21 +94,8 @@ def _openai_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             else:
                 out[prefix + renamed] = value
             continue
-        simple = {
-            "visual.class_embedding": "vision_model.embeddings.class_embedding",
-            "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
-            "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
-            "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
-            "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
-            "visual.ln_post.weight": "vision_model.post_layernorm.weight",
-            "visual.ln_post.bias": "vision_model.post_layernorm.bias",
-            "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
-            "ln_final.weight": "text_model.final_layer_norm.weight",
-            "ln_final.bias": "text_model.final_layer_norm.bias",
-            "logit_scale": "logit_scale",
-        }
-        if key in simple:
-            out[simple[key]] = value
+        if key in _OPENAI_SIMPLE:
+            out[_OPENAI_SIMPLE[key]] = value
         elif key == "visual.proj":
             out["visual_projection.weight"] = value.T.contiguous()
         elif key == "text_projection":
@@ -119,6 +106,56 @@ def _openai_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             unknown.append(key)
     if unknown:
         raise ValueError(f"OpenAI-format checkpoint has keys this mapping does not know: {unknown[:10]}")
+    return out
+
+
+_OPENAI_SIMPLE = {
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
+    "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+    "visual.ln_post.weight": "vision_model.post_layernorm.weight",
+    "visual.ln_post.bias": "vision_model.post_layernorm.bias",
+    "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "ln_final.weight": "text_model.final_layer_norm.weight",
+    "ln_final.bias": "text_model.final_layer_norm.bias",
+    "logit_scale": "logit_scale",
+}
+
+
+def hf_to_openai(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers ``CLIPModel`` state dict in OpenAI / open_clip's layout (the inverse of the
+    OpenAI import): q/k/v joined into ``in_proj``, projections transposed, positions as they are."""
+    inverse = {v: k for k, v in _OPENAI_SIMPLE.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in hf.items():
+        layer = re.match(r"(vision|text)_model\.encoder\.layers\.(\d+)\.(.+)$", key)
+        if layer:
+            prefix = f"{'visual.' if layer.group(1) == 'vision' else ''}transformer.resblocks.{layer.group(2)}."
+            rest = layer.group(3)
+            joined = re.match(r"self_attn\.([qkv])_proj\.(weight|bias)$", rest)
+            if joined:
+                if joined.group(1) == "q":
+                    parts = [hf[key.replace(".q_proj.", f".{x}_proj.")] for x in "qkv"]
+                    out[f"{prefix}attn.in_proj_{joined.group(2)}"] = torch.cat(parts)
+                continue
+            renamed = _rename(rest, _OPENAI_BLOCK_NAMES, reverse=True)
+            if renamed is None:
+                raise ValueError(f"weight {key!r} has no place in an open_clip CLIP")
+            out[prefix + renamed] = value
+        elif key in inverse:
+            out[inverse[key]] = value
+        elif key == "visual_projection.weight":
+            out["visual.proj"] = value.T.contiguous()
+        elif key == "text_projection.weight":
+            out["text_projection"] = value.T.contiguous()
+        elif key == "text_model.embeddings.position_embedding.weight":
+            out["positional_embedding"] = value
+        elif key.endswith("position_ids"):
+            continue
+        else:
+            raise ValueError(f"weight {key!r} has no place in an open_clip CLIP")
     return out
 
 

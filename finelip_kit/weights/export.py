@@ -1,4 +1,5 @@
-"""Exports for the ecosystem: a transformers text encoder (diffusers) and a full ``CLIPModel``."""
+"""Exports for the ecosystem: a transformers text encoder (diffusers), a full ``CLIPModel``, and
+an open_clip model (config + weights in open_clip's layout)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..tokenizer import get_tokenizer
-from .convert import finelip_to_hf
+from .convert import finelip_to_hf, hf_to_openai
 from .files import MODULES_CONFIG_FILE, MODULES_FILE, _NEW_MODULES
 
 
@@ -65,6 +66,53 @@ def export_clip(model: nn.Module, directory: str | Path, tokenizer=None) -> Path
     if modules:
         save_file(modules, str(directory / MODULES_FILE), metadata={"format": "pt"})
     (directory / MODULES_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
+    return directory
+
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+
+def open_clip_model_config(model: nn.Module) -> dict:
+    """open_clip's model config for the towers of ``model`` (``context_length`` = the model's)."""
+    config = model.config
+    vision, text = config.vision, config.text
+    if vision.timm_name is not None:
+        raise ValueError(f"the open_clip export needs the kit's CLIP ViT; this model's image tower is timm {vision.timm_name!r}")
+    if vision.act != text.act:
+        raise ValueError(f"open_clip has one activation for both towers; this model has vision.act={vision.act!r} and "
+                         f"text.act={text.act!r}")
+    if abs(vision.norm_eps - 1e-5) > 1e-12 or abs(text.norm_eps - 1e-5) > 1e-12:
+        raise ValueError(f"open_clip's CLIP uses LayerNorm eps 1e-5; this model has {vision.norm_eps} / {text.norm_eps}")
+    return {
+        "embed_dim": config.embed_dim,
+        "quick_gelu": vision.act == "quick_gelu",
+        "vision_cfg": {"image_size": vision.image_size, "layers": vision.depth, "width": vision.width,
+                       "head_width": vision.width // vision.heads, "mlp_ratio": vision.mlp_ratio,
+                       "patch_size": vision.patch_size},
+        "text_cfg": {"context_length": model.context_length, "vocab_size": text.vocab_size, "width": text.width,
+                     "heads": text.heads, "layers": text.depth, "mlp_ratio": text.mlp_dim / text.width},
+    }
+
+
+def export_open_clip(model: nn.Module, directory: str | Path, tokenizer=None, name: str = "finelip-export") -> Path:
+    """Write ``open_clip_config.json`` + ``open_clip_model.safetensors`` (open_clip's own layout and
+    file names) and ``<name>.json`` (the bare model config). Either of open_clip's documented ways
+    then loads it: ``create_model_and_transforms("local-dir:<directory>")`` and
+    ``get_tokenizer("local-dir:<directory>")``, or ``add_model_config("<directory>/<name>.json")``
+    then ``create_model_and_transforms(name, pretrained="<directory>/open_clip_model.safetensors")``.
+    ATRM is not part of an open_clip model: the export carries the towers (global features)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_config = open_clip_model_config(model)
+    weights = {k: v.detach().contiguous() for k, v in hf_to_openai(finelip_to_hf(model)).items()}
+    save_file(weights, str(directory / OPEN_CLIP_WEIGHTS), metadata={"format": "pt"})
+    vision = model.config.vision
+    preprocess = {"mean": list(vision.mean), "std": list(vision.std), "interpolation": "bicubic", "resize_mode": "shortest"}
+    (directory / OPEN_CLIP_CONFIG).write_text(json.dumps({"model_cfg": model_config, "preprocess_cfg": preprocess}, indent=2))
+    (directory / f"{name}.json").write_text(json.dumps(model_config, indent=2))
     return directory
 
 

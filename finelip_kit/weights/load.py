@@ -132,6 +132,40 @@ def from_openai_checkpoint(cls, path: str | Path, **overrides: Any) -> nn.Module
     return load_converted(cls(config), convert_state_dict(state_dict), str(path))
 
 
+def from_open_clip(cls, directory: str | Path, **overrides: Any) -> nn.Module:
+    """A FineLIP model from an open_clip model folder (``open_clip_config.json`` + weights in
+    open_clip's layout, as open_clip's ``local-dir:`` and hub folders hold): the architecture
+    (activation, head widths, context) is read from the config, not guessed. The model is loaded
+    as it is, at its own context; ``overrides`` stretch it (``**{"text.context_length": 248,
+    "text.stretch": "kps"}``)."""
+    from .export import OPEN_CLIP_CONFIG
+
+    directory = Path(directory)
+    try:
+        model_cfg = json.loads((directory / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+        vision_cfg, text_cfg = model_cfg["vision_cfg"], model_cfg["text_cfg"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{str(directory / OPEN_CLIP_CONFIG)!r} is not an open_clip config ({error})") from None
+    unsupported = sorted(set(vision_cfg) - {"image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size"}
+                         | set(text_cfg) - {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"})
+    if "timm_model_name" in vision_cfg or "hf_model_name" in text_cfg or unsupported:
+        raise ValueError(f"open_clip model in {str(directory)!r} is not a plain CLIP ViT the kit's towers can hold "
+                         f"(options {unsupported or 'timm / hf towers'})")
+    names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
+    weights = next((directory / n for n in names if (directory / n).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"open_clip folder {str(directory)!r} holds no weights file ({', '.join(names)})")
+    state_dict = read_state_dict(weights)
+    act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
+    architecture = {"vision.act": act, "text.act": act,
+                    "vision.heads": vision_cfg["width"] // vision_cfg.get("head_width", 64),
+                    "text.heads": text_cfg.get("heads", 8),
+                    # the model as it is (a 77-token CLIP stays one; stretch it with overrides)
+                    "text.context_length": state_dict["positional_embedding"].shape[0], "text.stretch": "none"}
+    config = config_from_openai(state_dict, **{**architecture, **overrides})
+    return load_converted(cls(config), convert_state_dict(state_dict), str(weights))
+
+
 def timm_vision_tower(
     name: str, file: str | Path | None = None, embed_dim: int | None = None, architecture: dict[str, Any] | None = None
 ):
