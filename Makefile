@@ -8,13 +8,16 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 
 KERNEL := finelip-kit
 
-.PHONY: setup kernel test test-fast demo bench clean
+.PHONY: setup kernel test test-fast demo bench lock clean
 
-$(STAMP): pyproject.toml
+# Every package at the version of the lock (requirements/constraints.txt; refresh: make lock).
+LOCK   := requirements/constraints.txt
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet -c $(LOCK) $(TORCH)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[all]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,6 +40,15 @@ demo: kernel  ## the main job: one ablation grid point on the synthetic benchmar
 
 bench: setup  ## benchmark tables (CLIM scoring)
 	$(PY) benchmarks/bench_clim.py
+
+lock:  ## re-resolve pyproject.toml in a fresh venv and write requirements/constraints.txt + environment.yml
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet $(TORCH)
+	.lock-venv/bin/python -m pip install --quiet -e ".[all]"
+	.lock-venv/bin/python tools/lock.py --freeze .lock-venv/bin/python
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
