@@ -127,7 +127,7 @@ def evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .data import SyntheticScenes, load_pairs
-    from .evaluate import evaluate_retrieval, paper_table
+    from .evaluate import clip_benchmark_metrics, evaluate_retrieval, paper_table
     from .pretrained import load_model
 
     model = load_model(args.model)
@@ -145,7 +145,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "split": args.split,
-                                              "protocol": result.protocol, "metrics": result.metrics}, indent=2))
+                                              "protocol": result.protocol, "metrics": result.metrics,
+                                              "clip_benchmark": clip_benchmark_metrics(result.metrics)}, indent=2))
         print(f"wrote {args.out}")
     return 0
 

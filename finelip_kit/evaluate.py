@@ -11,6 +11,7 @@ when *any* of the image's captions is within the top k (COCO / Flickr convention
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -333,6 +334,21 @@ def data_protocol(data) -> str | None:
     if protocol is None and hasattr(data, "config") and hasattr(data, "split"):
         return f"synthetic:{data.split}[{len(data)} pairs]"
     return protocol
+
+
+def clip_benchmark_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The kit's recalls under CLIP_benchmark's names, so tables merge: ``image_retrieval_recall@k``
+    is text→image R@k and ``text_retrieval_recall@k`` image→text R@k, as fractions. The global
+    score's under the bare names (CLIP_benchmark scores the global embedding), other modes'
+    prefixed (``fused/image_retrieval_recall@1``)."""
+    out = {}
+    for key, value in metrics.items():
+        match = re.fullmatch(r"([\w@]+)/(i2t|t2i)/R@(\d+)", key)
+        if match:
+            mode, direction, k = match.groups()
+            name = f"{'image' if direction == 't2i' else 'text'}_retrieval_recall@{k}"
+            out[name if mode == "global" else f"{mode}/{name}"] = value / 100
+    return out
 
 
 def model_modes(model: FineLIP) -> tuple[str, ...]:

@@ -1,0 +1,68 @@
+"""Issue 21, item 2: a kit model evaluated by CLIP_benchmark itself (its CLI, zero-shot retrieval)
+on a tiny Flickr30k written locally in the layout CLIP_benchmark reads, with the same metrics as
+`finelip eval` on the same pairs; `finelip eval --out` writes CLIP_benchmark's metric names too."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from finelip_kit import create_model
+from finelip_kit.cli import main
+from finelip_kit.evaluate import clip_benchmark_metrics
+from finelip_kit.pretrained import export_open_clip
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_flickr(root: Path, images: int = 12) -> Path:
+    """CLIP_benchmark's flickr30k layout (images + flickr30k_test_karpathy.txt, `image,caption` lines)
+    and the same pairs as a JSONL the kit reads."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    words = "red blue green cube sphere cone left right top bottom small large".split()
+    lines, pairs = ["image,caption"], []
+    for i in range(images):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / f"{i}.jpg")  # no resize either way
+        for j in range(2):
+            caption = " ".join(rng.choice(words, 40)) + f", picture {i}, caption {j}"  # about 120 tokens with BPE
+            lines.append(f"{i}.jpg,{caption}")
+            pairs.append({"image": f"{i}.jpg", "caption": caption, "image_id": str(i)})
+    (root / "flickr30k_test_karpathy.txt").write_text("\n".join(lines) + "\n")
+    (root / "pairs.jsonl").write_text("\n".join(json.dumps(p) for p in pairs) + "\n")
+    return root
+
+
+def test_clip_benchmark_scores_a_kit_model_as_finelip_eval_does(tmp_path):
+    pytest.importorskip("clip_benchmark")
+    data = tiny_flickr(tmp_path / "flickr")
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    model.save_pretrained(str(tmp_path / "model"))
+    export_open_clip(model, tmp_path / "open_clip")
+    assert main(["eval", "--model", str(tmp_path / "model"), "--data", str(data / "pairs.jsonl"), "--modes", "global",
+                 "--out", str(tmp_path / "kit.json")]) == 0
+    ours = json.loads((tmp_path / "kit.json").read_text())["clip_benchmark"]
+    command = Path(sys.executable).parent / "clip_benchmark"
+    done = subprocess.run([str(command), "eval", "--model", f"local-dir:{tmp_path / 'open_clip'}", "--pretrained", "none",
+                           "--model_type", "open_clip", "--dataset", "flickr30k", "--dataset_root", str(data),
+                           "--task", "zeroshot_retrieval", "--recall_k", "1", "5", "10", "--no_amp", "--num_workers", "0",
+                           "--output", str(tmp_path / "cb.json")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    theirs = json.loads((tmp_path / "cb.json").read_text())["metrics"]
+    assert set(theirs) <= set(ours)
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, abs=1e-6), name
+    assert 0 < theirs["image_retrieval_recall@5"] < 1  # a model that neither fails nor aces it
+
+
+def test_clip_benchmark_names_are_the_kits_recalls_as_fractions():
+    names = clip_benchmark_metrics({"global/t2i/R@1": 25.0, "global/i2t/R@5": 50.0, "fused/t2i/R@1": 75.0,
+                                    "global/group/t2i": 40.0})
+    assert names == {"image_retrieval_recall@1": 0.25, "text_retrieval_recall@5": 0.5,
+                     "fused/image_retrieval_recall@1": 0.75}
