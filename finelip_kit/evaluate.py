@@ -457,7 +457,7 @@ def evaluate_zeroshot(
     with eval_mode(model):
         classes = []
         for name in classnames:
-            batch = tokenizer([template.format(name) for template in templates])
+            batch = tokenizer([template.format(name, c=name) for template in templates])  # "{}" or CLIP_benchmark's "{c}"
             embeds = F.normalize(model.encode_text(batch.input_ids.to(device), batch.attention_mask.to(device), fine=False).global_, dim=-1)
             classes.append(F.normalize(embeds.mean(0), dim=-1))
         classifier = torch.stack(classes)  # (classes, d)
