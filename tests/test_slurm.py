@@ -31,12 +31,16 @@ def test_first_host_of_a_node_list():
 
 
 def test_srun_variables_become_torch_distributed_ones():
-    env = {"SLURM_PROCID": "3", "SLURM_NTASKS": "16", "SLURM_LOCALID": "3", "SLURM_JOB_NODELIST": "gpu[07-08]",
-           "SLURM_JOB_ID": "123456"}
+    env = {"SLURM_PROCID": "3", "SLURM_NTASKS": "16", "SLURM_STEP_NUM_TASKS": "16", "SLURM_LOCALID": "3",
+           "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "123456"}
     assert slurm_environment(env) == {"RANK": "3", "WORLD_SIZE": "16", "LOCAL_RANK": "3", "MASTER_ADDR": "gpu07",
                                       "MASTER_PORT": str(15000 + 123456 % 20000)}
     assert slurm_environment({**env, "RANK": "0"}) == {}  # torchrun's own variables win
-    assert slurm_environment({**env, "SLURM_NTASKS": "1"}) == {}  # one task: no process group
+    assert slurm_environment({**env, "SLURM_STEP_NUM_TASKS": "1"}) == {}  # a one-task step: no process group
+    # the batch script itself (as measured on the test cluster: SLURM_PROCID=0, the job's SLURM_NTASKS,
+    # no step variables): one process, which must not wait for 15 others
+    batch = {k: v for k, v in env.items() if k != "SLURM_STEP_NUM_TASKS"}
+    assert slurm_environment({**batch, "SLURM_PROCID": "0"}) == {}
     assert slurm_environment({**env, "MASTER_PORT": "29500"})["MASTER_PORT"] == "29500"
 
 

@@ -34,17 +34,20 @@ def first_host(nodelist: str) -> str:
 
 def slurm_environment(env: Mapping[str, str]) -> dict[str, str]:
     """torch.distributed's variables from SLURM's, for a step of several tasks started by ``srun``
-    (empty when torchrun's are already set, or when the step has one task). ``MASTER_ADDR`` is
-    the job's first node, ``MASTER_PORT`` (unless set) 15000 + the job id modulo 20000, so two
-    jobs sharing a node do not collide."""
-    if "RANK" in env or "SLURM_PROCID" not in env or int(env.get("SLURM_NTASKS", "1")) < 2:
+    (empty when torchrun's are already set, or when the step has one task). The step's own task
+    count (``SLURM_STEP_NUM_TASKS``) decides, not the job's: a batch script itself also sees
+    ``SLURM_PROCID=0`` and the job's ``SLURM_NTASKS``, and must not wait for tasks it did not start.
+    ``MASTER_ADDR`` is the step's first node, ``MASTER_PORT`` (unless set) 15000 + the job id
+    modulo 20000, so two jobs sharing a node do not collide."""
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1"))
+    if "RANK" in env or "SLURM_PROCID" not in env or tasks < 2:
         return {}
     nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodes:
         raise RuntimeError("srun started several tasks but SLURM_JOB_NODELIST is not set: cannot find the master node")
     return {
         "RANK": env["SLURM_PROCID"],
-        "WORLD_SIZE": env["SLURM_NTASKS"],
+        "WORLD_SIZE": str(tasks),
         "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
         "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(nodes),
         "MASTER_PORT": env.get("MASTER_PORT") or str(15000 + int(env.get("SLURM_JOB_ID", "0")) % 20000),
