@@ -111,7 +111,7 @@ def point_states(spec: GridSpec, reconcile: bool = True, queue=None) -> dict[str
         row = {"state": "pending", "job_id": job.get("job_id"), "log": job.get("log_err")}
         queued = in_queue.get(job.get("job_id", ""))
         newer = job and (not record_path.is_file() or record_path.stat().st_mtime < job.get("submitted", 0))
-        if queued is not None and newer:
+        if queued is not None:  # still SLURM's (a task that wrote its record may still be completing)
             row["state"] = "queued" if queued in QUEUED else "running" if queued in RUNNING else queued.lower()
         elif job and newer and status != "ok":
             # the task left the queue and wrote no record after its submission: SLURM ended it
