@@ -109,6 +109,14 @@ def one_node_cluster(folder: Path):
             raise RuntimeError(f"a SLURM daemon exited at start: {logs}")
         yield {"SLURM_CONF": str(config), "startup_s": f"{time.perf_counter() - started:.1f}"}
     finally:
+        # jobs first: a job still running when its daemons stop leaves its slurmstepd behind
+        subprocess.run(["scancel", "--full", "-u", os.environ.get("USER", "root")], env=env, capture_output=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            queue = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True)
+            if queue.returncode != 0 or not queue.stdout.strip():
+                break
+            time.sleep(0.5)
         for daemon in daemons:
             daemon.terminate()
         for daemon in daemons:
