@@ -177,7 +177,7 @@ def grid(args: argparse.Namespace) -> int:
         return 2
     if action != "run" or args.executor == "slurm":
         try:
-            return _grid_on_slurm(spec, action, args)
+            return _grid_on_slurm(spec, path, action, args)
         except (RuntimeError, ImportError) as error:  # no squeue here, no submitit installed
             print(f"finelip grid: error: {error}", file=sys.stderr)
             return 2
@@ -202,7 +202,7 @@ def grid(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-def _grid_on_slurm(spec, action: str, args: argparse.Namespace) -> int:
+def _grid_on_slurm(spec, path: str, action: str, args: argparse.Namespace) -> int:
     """``finelip grid --executor slurm``, ``grid status``, ``grid cancel`` (ablation/slurm.py)."""
     from .ablation.slurm import cancel_grid, point_states, status_table, submit_grid, wait_for
 
@@ -224,7 +224,7 @@ def _grid_on_slurm(spec, action: str, args: argparse.Namespace) -> int:
     print(f"submitted {len(submitted)} point(s)" + (f" as job array {first}" if submitted else
                                                       " (every point is ok, queued or running)"))
     if not args.wait:
-        print(f"follow it with: finelip grid status {args.spec if args.spec not in ('status', 'cancel') else args.target}")
+        print(f"follow it with: finelip grid status {path}")
         return 0
     following = [n for n, row in point_states(spec, reconcile=False).items() if row["state"] in ("queued", "running")]
     states = wait_for(spec, sorted(set(following) | set(submitted)))

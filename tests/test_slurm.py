@@ -110,8 +110,9 @@ def test_submitit_local_executor_runs_the_same_point_as_the_local_runner(tmp_pat
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     spec_path = grid_folder(tmp_path, "  - {seed: 0}\n")
     spec = load_spec(spec_path, runs_dir=tmp_path / "by_submitit")
-    jobs = submit_grid(spec, SlurmOptions(time_min=5), executor=submitit.LocalExecutor(folder=tmp_path / "logs"),
-                       queue=lambda ids: {})
+    jobs = submit_grid(spec, SlurmOptions(time_min=5, partition="debug", sbatch={"qos": "low"}),
+                       executor=submitit.AutoExecutor(folder=tmp_path / "logs" / "%j", cluster="local"),
+                       queue=lambda ids: {})  # SLURM's options are the AutoExecutor's to drop off SLURM
     assert list(jobs) == ["default"]
     assert jobs["default"].result() is None  # the point's answer: no error
     assert point_states(spec, queue=lambda ids: {})["default"]["state"] == "ok"

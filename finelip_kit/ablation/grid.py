@@ -249,15 +249,19 @@ def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str
             return None
         except BaseException as error:  # noqa: BLE001 - any failure of a point is recorded, the grid goes on
             message = _error_text(error)
-            write_record({"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
-                          "preset": parameters.get("preset", GridParameters.preset),
-                          "settings": _settings_of(parameters),
-                          "parameters": {**GridParameters().measured(), **parameters}, "error": message,
-                          "notebook": str(output), "timings": {"total_s": time.perf_counter() - started},
-                          **provenance()}, spec.runs_dir)
+            write_record(failed_record(name, parameters, message, notebook=str(output),
+                                       timings={"total_s": time.perf_counter() - started}), spec.runs_dir)
             if not isinstance(error, Exception):
                 raise
             return message
+
+
+def failed_record(name: str, parameters: dict[str, Any], error: str, **extra: Any) -> dict[str, Any]:
+    """The record of a point that did not finish (its notebook raised, or SLURM ended its task):
+    its settings and parameters, so its row sits under them in a table, and the error."""
+    return {"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
+            "preset": parameters.get("preset", GridParameters.preset), "settings": _settings_of(parameters),
+            "parameters": {**GridParameters().measured(), **parameters}, "error": error, **extra, **provenance()}
 
 
 def _settings_of(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..cluster import QUEUED, RUNNING, SlurmOptions, finished_state, queue_states
-from ..records import RECORD_VERSION, provenance, write_record
-from .grid import GridSpec, _execute_point, _settings_of, _status
+from ..records import write_record
+from .grid import BUSY, DONE_ELSEWHERE, GridSpec, _execute_point, _status, failed_record
 
 STATES = ("pending", "queued", "running", "ok", "failed")
 
@@ -33,7 +33,7 @@ def run_point_task(spec: GridSpec, name: str, parameters: dict, kernel_name: str
     """What one array task runs: the local runner's point (papermill, lock, record); a failed
     point's record also names the task's log."""
     error = _execute_point(spec, name, parameters, kernel_name, force)
-    if error and error not in ("busy", "done elsewhere"):
+    if error and error not in (BUSY, DONE_ELSEWHERE):
         path = spec.runs_dir / f"{name}.json"
         record = json.loads(path.read_text())
         tracked = tracking_file(spec, name)
@@ -52,8 +52,8 @@ def tracking_file(spec: GridSpec, name: str) -> Path:
 def submit_grid(spec: GridSpec, options: SlurmOptions, force: bool = False, kernel_name: str | None = None,
                 executor=None, queue=None) -> dict[str, Any]:
     """Submit every point without an ``ok`` record that is not already queued or running, as one
-    job array; returns point → submitit job. ``executor``: a submitit executor (the unit tests
-    pass a local one, with ``queue``: what stands for squeue)."""
+    job array; returns point → submitit job. ``executor``: a submitit ``AutoExecutor`` (the unit
+    tests pass one with ``cluster="local"``, and ``queue``: what stands for squeue)."""
     spec.runs_dir.mkdir(parents=True, exist_ok=True)
     states = point_states(spec, queue=queue)
     todo = [name for name, state in states.items()
@@ -70,7 +70,7 @@ def submit_grid(spec: GridSpec, options: SlurmOptions, force: bool = False, kern
             raise ImportError("--executor slurm needs submitit: pip install submitit (or the kit's [cluster] extra)") from None
 
         executor = submitit.AutoExecutor(folder=spec.runs_dir / "slurm" / "%j", cluster="slurm")
-    executor.update_parameters(**_for_executor(executor, options.submitit_parameters(f"finelip-{spec.name}")))
+    executor.update_parameters(**options.submitit_parameters(f"finelip-{spec.name}"))
     jobs = executor.map_array(run_point_task, [spec] * len(todo), todo, [spec.points[n] for n in todo],
                               [kernel_name] * len(todo), [force] * len(todo))
     submitted = {}
@@ -80,13 +80,6 @@ def submit_grid(spec: GridSpec, options: SlurmOptions, force: bool = False, kern
             "submitted": time.time(), "options": asdict(options)}, indent=1))
         submitted[name] = job
     return submitted
-
-
-def _for_executor(executor, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The SLURM-only parameters dropped for submitit's local executor (the unit tests')."""
-    if type(executor).__name__ == "AutoExecutor" or "slurm" in type(executor).__name__.lower():
-        return parameters
-    return {k: v for k, v in parameters.items() if not k.startswith("slurm_") and k not in ("name", "mem_gb")}
 
 
 # ----------------------------------------------------------------------------- reading the queue
@@ -118,12 +111,9 @@ def point_states(spec: GridSpec, reconcile: bool = True, queue=None) -> dict[str
             state, reason = finished_state(job["job_id"], job.get("log_err"))
             row.update(state="failed", slurm_state=state, reason=reason)
             if reconcile:
-                write_record({"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
-                              "preset": spec.points[name].get("preset", "synthetic-tiny"),
-                              "settings": _settings_of(spec.points[name]), "parameters": spec.points[name],
-                              "error": f"SLURM {state}: {reason}; log {job.get('log_err')}",
-                              "slurm": {"job_id": job["job_id"], "state": state, "reason": reason,
-                                        "log": job.get("log_err")}, **provenance()}, spec.runs_dir)
+                write_record(failed_record(name, spec.points[name], f"SLURM {state}: {reason}; log {job.get('log_err')}",
+                                           slurm={"job_id": job["job_id"], "state": state, "reason": reason,
+                                                  "log": job.get("log_err")}), spec.runs_dir)
         elif status in ("ok", "failed"):
             row["state"] = status
             if status == "failed" and job and queued is None and reconcile:
