@@ -5,6 +5,7 @@
     finelip pretrain-tiny --out <dir>   (rebuilds the packaged tiny-synthetic-clip)
     finelip eval --model <spec> --data <name|path> [--data-root <dir>] [--modes ...] [--rerank-k 50] --out results.json
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip|open_clip]
+    finelip shard <pairs> --out <dir> [--shard-size N]   (webdataset shards; train on them with --data wds:<dir>/)
     finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
@@ -137,6 +138,8 @@ def evaluate(args: argparse.Namespace) -> int:
         data = load_pairs(args.data, split=args.split, root=args.data_root, on_error=args.on_error)
         if data.report.skipped or data.report.notes:
             print(data.report)
+        if args.data.startswith("wds:"):
+            data = data.take()  # an evaluation gallery is scored whole: read the shards into memory
     result = evaluate_retrieval(model, data, modes=args.modes, fuse_weight=args.fuse_weight, rerank_k=args.rerank_k,
                                 batch_size=args.batch_size, progress=True)
     print(f"protocol {result.protocol} ({len(data)} pairs):")
@@ -148,6 +151,23 @@ def evaluate(args: argparse.Namespace) -> int:
                                               "protocol": result.protocol, "metrics": result.metrics,
                                               "clip_benchmark": clip_benchmark_metrics(result.metrics)}, indent=2))
         print(f"wrote {args.out}")
+    return 0
+
+
+def shard(args: argparse.Namespace) -> int:
+    from .data import SyntheticScenes, load_pairs
+    from .data.shards import write_shards
+
+    if args.pairs == "synthetic":
+        pairs = SyntheticScenes(split=args.split or "train", size=args.size)
+    else:
+        pairs = load_pairs(args.pairs, split=args.split, root=args.data_root, on_error=args.on_error)
+        if args.size:
+            pairs = pairs.take(args.size)
+    report = write_shards(pairs, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
+    print(report)
+    last = f"{report.shards - 1:06d}"
+    print(f"stream them with load_pairs('wds:{args.out}/{{000000..{last}}}.tar') or --data wds:{args.out}/")
     return 0
 
 
@@ -300,6 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     evaluator.add_argument("--out", help="results.json")
     evaluator.set_defaults(run=evaluate)
+    sharder = commands.add_parser("shard", help="write pairs as webdataset .tar shards (stream them with --data wds:<dir>/)",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sharder.add_argument("pairs", help="synthetic, a known dataset name (with --data-root), a protocol or a path: "
+                                       "anything load_pairs reads")
+    sharder.add_argument("--out", required=True, help="folder for 000000.tar, 000001.tar, ... and shards.json")
+    sharder.add_argument("--shard-size", type=number_in(1, None, int), default=10_000, help="samples per shard")
+    sharder.add_argument("--data-root", help="where a known dataset lies")
+    sharder.add_argument("--split", help="a split of the pairs (default: the dataset's; synthetic: train)")
+    sharder.add_argument("--size", type=number_in(1, None, int), help="only the first N pairs (synthetic: N drawn; "
+                                                                      "default: the split's size)")
+    sharder.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                         help="bad records: raise, or skip and count them")
+    sharder.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    sharder.set_defaults(run=shard)
     exporter = commands.add_parser(
         "export",
         help="convert weights: to a transformers text encoder, a transformers CLIPModel, or a finelip-kit checkpoint",

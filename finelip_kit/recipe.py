@@ -186,8 +186,9 @@ def load_data(data: DataSpec, evaluation: EvalSpec):
     def pairs(source: str, split: str, size: int | None = None):
         if source == "synthetic":
             return SyntheticScenes(SyntheticConfig(**data.synthetic), split=split, size=size)
-        # a protocol name (data.eval_source=flickr30k-all) fixes its own split
-        loaded = load_pairs(source, split=None if names_a_split(source) else split, root=data.root, on_error=data.on_error)
+        # a protocol name (data.eval_source=flickr30k-all) fixes its own split; shards are one set
+        one_set = names_a_split(source) or source.startswith("wds:")
+        loaded = load_pairs(source, split=None if one_set else split, root=data.root, on_error=data.on_error)
         return loaded.take(size) if size else loaded
 
     source = data.eval_source or data.source
@@ -195,11 +196,18 @@ def load_data(data: DataSpec, evaluation: EvalSpec):
         raise ValueError(f"the evaluation data {source!r} is a protocol: one fixed set, which cannot be both the "
                          f"validation split {data.val_split!r} and the test set; validate on the dataset's own split "
                          f"(data.eval_source=<dataset>) or set eval.val_size=0")
+    if source.startswith("wds:") and ((data.test_split and evaluation.size != 0) or
+                                      (data.val_split and evaluation.val_size != 0)):
+        raise ValueError(f"the evaluation data {source!r} are webdataset shards, streamed for training; evaluate on "
+                         f"other data (data.eval_source=<dataset or file>) or on none (data.test_split=null)")
     train = pairs(data.source, data.train_split)
     val_split = "val" if source == "synthetic" else data.val_split
     val = pairs(source, val_split, evaluation.val_size) if val_split and evaluation.val_size != 0 else None
     test = pairs(source, data.test_split, evaluation.size) if data.test_split and evaluation.size != 0 else None
     if data.caption_field != "caption":
+        if data.source.startswith("wds:"):
+            raise ValueError(f"data.caption_field={data.caption_field!r} does not apply to webdataset shards, whose "
+                             f"caption is each sample's .txt; write the shards from that caption field instead")
         train = CaptionView(train, data.caption_field)
     return train, val, test
 

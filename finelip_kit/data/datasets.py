@@ -4,6 +4,7 @@
     pairs = load_pairs("docci", split="test", root="/data/docci")
     pairs = load_pairs("flickr30k-all", root="/data/flickr30k")     # a protocol by name (data/protocols.py)
     pairs = load_pairs("/data/mine.jsonl", on_error="skip"); print(pairs.report)
+    shards = load_pairs("wds:/data/shards/{000000..000099}.tar")     # streamed (data/shards.py)
 
 Every loader yields raw records (an image file or bytes, a caption, an original image
 key); one validation pass then checks each record — caption present and non-empty,
@@ -129,12 +130,22 @@ def load_pairs(
     only opens it (fast, for huge sets: a broken image then fails when read), ``"none"``.
     ``image_root``: where relative image paths point (default: beside the annotation file).
     ``cache_dir``: where a zip is extracted (default ``~/.cache/finelip_kit``).
+    ``wds:<shards>`` (``dir/{000000..000099}.tar``, a folder, one ``.tar``): webdataset shards,
+    returned as ``ShardPairs`` for streaming; shards ``finelip shard`` wrote are trusted (their pairs
+    were validated when written), others are scanned (``verify`` then decodes their samples too).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if verify not in ("full", "header", "none"):
         raise ValueError(f"verify must be 'full', 'header' or 'none', got {verify!r}")
     name = str(name_or_path)
+    if name.startswith("wds:"):
+        from .shards import ShardPairs, expand_urls
+
+        if split is not None:
+            raise ValueError(f"webdataset shards are one set: split={split!r} does not apply to {name!r}; "
+                             f"name the shards of the split you want by their paths")
+        return ShardPairs(expand_urls(name), name, on_error=on_error, verify=verify)
     key = name.lower().replace("_", "-")
     if key in PROTOCOLS and (key not in DEFAULT_PROTOCOL or split is None):
         protocol = PROTOCOLS[key]

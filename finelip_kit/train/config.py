@@ -51,6 +51,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"
     num_workers: int = 0
+    shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False
     seed: int = 0
     log_every: int = 10
@@ -112,6 +113,8 @@ class TrainConfig:
             (self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}"),
             (self.max_nonfinite >= 1, f"max_nonfinite must be >= 1, got {self.max_nonfinite}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1 (1: no shuffling within shards), got {self.shuffle_buffer}"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -45,6 +45,7 @@ from .checkpoint import (
     trim_log,
 )
 from .config import TrainConfig, lr_factor, official_lr_factor
+from ..data.shards import ShardEpoch, ShardPairs
 from .sampling import EpochSampler, SeededPairs, _groups
 
 
@@ -89,10 +90,20 @@ class Trainer:
         self.eval_data = eval_data
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
         self.out_dir = Path(config.out_dir)
-        self.dataset = SeededPairs(train_data, clip_transform(model.config.vision, train=config.augment), config.seed)
+        transform = clip_transform(model.config.vision, train=config.augment)
         self.batch_size = process_batch_size(config, self.world_size)
-        self.sampler = EpochSampler(len(self.dataset), self.batch_size, config.seed, self.rank, self.world_size,
-                                    groups=_groups(train_data) if config.group_batches else None)
+        self.streamed = isinstance(train_data, ShardPairs)  # webdataset shards: whole batches come from the dataset
+        if self.streamed:
+            if config.group_batches:
+                raise ValueError("group_batches=True needs map-style data with hard-negative groups; webdataset shards "
+                                 "are streamed: set group_batches=False")
+            self.dataset = self.sampler = ShardEpoch(train_data, self.batch_size, seed=config.seed, rank=self.rank,
+                                                     world_size=self.world_size, shuffle_buffer=config.shuffle_buffer,
+                                                     transform=transform)
+        else:
+            self.dataset = SeededPairs(train_data, transform, config.seed)
+            self.sampler = EpochSampler(len(self.dataset), self.batch_size, config.seed, self.rank, self.world_size,
+                                        groups=_groups(train_data) if config.group_batches else None)
         self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)
         groups = parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay,
                                   lr_positions=config.lr_positions, lr_logit_scale=config.lr_logit_scale,
@@ -128,6 +139,11 @@ class Trainer:
         self._set_lr()
         from tqdm.auto import tqdm
 
+        left_out = self.sampler.dropped_per_epoch
+        if left_out and self.is_main and self.step == 0:
+            used = self.sampler.batches_per_epoch * self.batch_size * self.world_size
+            print(f"each epoch uses {used} of {used + left_out} training pairs: {left_out} past the last whole global "
+                  f"batch are left out (different ones each epoch)")
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", disable=not (cfg.progress and self.is_main))
         self.model.train()
         batches = self._batches()
@@ -170,12 +186,16 @@ class Trainer:
         cfg = self.config
         while True:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
-            self.dataset.epoch = self.epoch
+            self.dataset.epoch = self.epoch  # the augmentation's seed (SeededPairs; ShardEpoch is its own sampler)
             # The loader draws its workers' base seed from its own generator, not the global one:
             # a resume then leaves the global RNG exactly where the uninterrupted run has it.
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
-            loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, generator=generator,
-                                collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
+            if self.streamed:  # the dataset yields this rank's batches, round-robin over the workers
+                loader = DataLoader(self.dataset, batch_size=None, generator=generator, collate_fn=self.collate,
+                                    num_workers=cfg.num_workers)
+            else:
+                loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, generator=generator,
+                                    collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
             group: list[dict[str, Any]] = []
             for batch in loader:
                 group.append(batch)

@@ -41,6 +41,11 @@ class EpochSampler(Sampler[int]):
     def batches_per_epoch(self) -> int:
         return self.size // (self.batch_size * self.world_size)
 
+    @property
+    def dropped_per_epoch(self) -> int:
+        """Indices past the last whole global batch: left out of each epoch (different ones each epoch)."""
+        return self.size - self.batches_per_epoch * self.batch_size * self.world_size
+
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 

@@ -1,0 +1,493 @@
+"""webdataset shards: write any pairs as ``.tar`` shards, stream them for training.
+
+    report = write_shards(load_pairs("docci", root="/data/docci"), "shards/docci", shard_size=10_000)
+    shards = load_pairs("wds:shards/docci/{000000..000004}.tar")     # or "wds:shards/docci/"
+    Trainer(model, shards, config)                                  # streamed, split over ranks and workers
+
+A shard is a plain tar in open_clip's / img2dataset's convention: per sample ``<key>.jpg``
+(or ``.png`` / ``.webp``: the image's own bytes, not re-encoded), ``<key>.txt`` (the caption)
+and ``<key>.json`` (the record's other fields: ``image_id``, ``image_key``, ``short_caption``,
+``group``, ...). ``write_shards`` also writes ``shards.json`` (each shard's sample count and
+size), so a load needs no scan; shards written by other tools are scanned once when loaded.
+
+How an epoch is read (``ShardEpoch``): the shard order is shuffled per ``(seed, epoch)``; the
+shuffled stream is cut into one contiguous range per rank (``batches_per_epoch · batch_size``
+samples each: the last partial global batch, fewer than ``world · batch_size`` samples, is left
+out and counted); within its range a rank shuffles inside a window of ``shuffle_buffer``
+samples (webdataset's ``shuffle(n)``: reads stay near-sequential); its batches go round-robin
+to the DataLoader's workers, which read just their samples by offset. So every sample is used
+at most once per epoch, the batches do not depend on the number of workers, and a resume at
+batch ``s`` reads nothing before it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .datasets import LoadReport, Pairs, open_image
+
+MANIFEST = "shards.json"
+FORMAT = "finelip-kit shards 1"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+CAPTION_EXTENSION = "txt"
+MAX_TEXT_BYTES = 1 << 20  # a caption or json member above 1 MiB is a defect, not a caption
+_SHARD_NAME = re.compile(r"\d{6}\.tar")
+_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+# ----------------------------------------------------------------------------- writing
+@dataclass
+class ShardReport:
+    """What ``write_shards`` wrote, and what the load before it skipped."""
+
+    out: str
+    pairs: int = 0
+    shards: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    reencoded: int = 0  # images not in jpg/png/webp (or given as pixels), written as PNG
+    load: LoadReport | None = None
+
+    def __str__(self) -> str:
+        skipped = self.load.skipped if self.load is not None else 0
+        lines = [f"wrote {self.pairs} pairs in {self.shards} shards ({self.bytes / 2**20:.1f} MiB) to {self.out} "
+                 f"in {self.seconds:.1f} s; {skipped} records skipped when the pairs were loaded"]
+        if self.reencoded:
+            lines.append(f"  {self.reencoded} images written as PNG (given as pixels, or bytes not in jpg/png/webp)")
+        if self.load is not None and (self.load.skipped or self.load.notes):
+            lines += ["  " + line for line in str(self.load).splitlines()[1:]]
+        return "\n".join(lines)
+
+
+def write_shards(pairs, out: str | Path, shard_size: int = 10_000, overwrite: bool = False) -> ShardReport:
+    """Write ``pairs`` (a ``Pairs`` from ``load_pairs``, ``SyntheticScenes``, any indexable of
+    records) as ``000000.tar, 000001.tar, ...`` of ``shard_size`` samples into ``out``, with the
+    ``shards.json`` manifest. Each shard is written to a temporary file and renamed: a kill leaves
+    whole shards only. ``overwrite`` replaces earlier shards in ``out`` (only the kit's own
+    ``NNNNNN.tar`` files and the manifest are removed)."""
+    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+    if len(pairs) == 0:
+        raise ValueError("no pairs to write: the pairs are empty")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {str(out)!r} is a file; name a folder for the shards")
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = sorted(p for p in out.iterdir() if _SHARD_NAME.fullmatch(p.name) or p.name == MANIFEST)
+    if earlier and not overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds shards ({earlier[0].name}, ... {len(earlier)} files); "
+                              f"pass overwrite=True (--overwrite) to replace them, or name another folder")
+    for path in earlier:
+        path.unlink()
+    started = time.perf_counter()
+    report = ShardReport(out=str(out), load=getattr(pairs, "report", None))
+    shards: list[dict[str, Any]] = []
+    width = max(9, len(str(len(pairs) - 1)))
+    for first in range(0, len(pairs), shard_size):
+        name = f"{len(shards):06d}.tar"
+        temporary = out / f".{name}.tmp"
+        count = 0
+        with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
+            for index in range(first, min(first + shard_size, len(pairs))):
+                image, extension, caption, fields, reencoded = _sample(pairs, index)
+                key = f"{index:0{width}d}"
+                _add(tar, f"{key}.{extension}", image)
+                _add(tar, f"{key}.{CAPTION_EXTENSION}", caption.encode("utf-8"))
+                _add(tar, f"{key}.json", json.dumps(fields, ensure_ascii=False).encode("utf-8"))
+                report.reencoded += reencoded
+                count += 1
+        os.replace(temporary, out / name)
+        size = (out / name).stat().st_size
+        shards.append({"name": name, "count": count, "bytes": size})
+        report.bytes += size
+    report.pairs, report.shards = sum(s["count"] for s in shards), len(shards)
+    manifest = {"format": FORMAT, "source": getattr(pairs, "name", type(pairs).__name__),
+                "protocol": getattr(pairs, "protocol", None), "count": report.pairs, "shards": shards}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _sample(pairs, index: int) -> tuple[bytes, str, str, dict[str, Any], int]:
+    """(image bytes, extension, caption, other fields, 1 if re-encoded) of record ``index``; a
+    ``Pairs`` gives its image files' own bytes without decoding them."""
+    if isinstance(pairs, Pairs):
+        row = pairs.hf[index]
+        source = row.pop("image_bytes", None) or Path(row["image"]).read_bytes()
+        row.pop("image")
+    else:
+        row = dict(pairs[index])
+        source = row.pop("image")
+    caption = row.pop("caption")
+    fields = {k: v for k, v in row.items() if v is not None}
+    if isinstance(source, (bytes, bytearray)):
+        with Image.open(io.BytesIO(source)) as opened:  # the header only: which format the bytes are
+            extension = _FORMATS.get(opened.format or "")
+        if extension is not None:
+            return bytes(source), extension, caption, fields, 0
+        source = open_image(bytes(source), f"record {index}")
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    return buffer.getvalue(), "png", caption, fields, 1
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0  # reproducible bytes: no time, no owner
+    tar.addfile(info, io.BytesIO(data))
+
+
+# ----------------------------------------------------------------------------- naming shards
+def expand_urls(spec: str) -> list[Path]:
+    """``wds:`` shards named as webdataset names them: brace ranges ``dir/{000000..000099}.tar``,
+    lists ``{a,b}``, one ``.tar``, or a folder (its ``*.tar`` in name order). Every file must exist."""
+    text = spec[4:] if spec.startswith("wds:") else spec
+    if not text:
+        raise ValueError("wds: names no shards; write e.g. wds:shards/{000000..000009}.tar or wds:shards/")
+    if "{" not in text and Path(text).is_dir():
+        paths = sorted(p for p in Path(text).iterdir() if p.suffix == ".tar" and p.is_file())
+        if not paths:
+            raise FileNotFoundError(f"folder {text!r} holds no .tar shards (write some with `finelip shard`)")
+        return paths
+    paths = [Path(p) for p in _braces(text)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(paths)} shards named by {spec!r} do not exist, "
+                                f"e.g. {str(missing[0])!r}")
+    return paths
+
+
+def _braces(text: str) -> list[str]:
+    """Bash-style brace expansion: ``{0..9}`` / ``{000..099}`` (zero-padded) and ``{a,b,c}``."""
+    match = re.search(r"\{([^{}]*)\}", text)
+    if match is None:
+        return [text]
+    head, body, tail = text[: match.start()], match.group(1), text[match.end():]
+    numbers = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numbers:
+        low, high = numbers.groups()
+        if int(high) < int(low):
+            raise ValueError(f"shard range {{{body}}} runs backwards; write {{{high}..{low}}}")
+        width = len(low) if low.startswith("0") else 0
+        options = [f"{i:0{width}d}" for i in range(int(low), int(high) + 1)]
+    elif "," in body:
+        options = body.split(",")
+    else:
+        raise ValueError(f"cannot expand {{{body}}} in {text!r}: use {{000000..000099}} or {{a,b}}")
+    return [expanded for option in options for expanded in _braces(head + option + tail)]
+
+
+# ----------------------------------------------------------------------------- reading
+@dataclass
+class _ShardIndex:
+    """Where each sample's members lie in one shard (byte offsets and sizes, by member kind)."""
+
+    keys: list[str]
+    image: np.ndarray  # (samples, 2) offset, size
+    caption: np.ndarray
+    meta: np.ndarray  # offset, size; size -1: no json member
+    extensions: list[str] = field(default_factory=list)
+
+
+def _scan(path: Path, report: LoadReport | None = None) -> _ShardIndex:
+    """Read a shard's headers only (member data are skipped by seeking): its samples' offsets.
+    A sample lacking an image or a caption member, or with a caption or json over 1 MiB, is left
+    out and counted in ``report`` (raises without one)."""
+    keys, image, caption, meta, extensions = [], [], [], [], []
+
+    def close(key: str | None, members: dict[str, tarfile.TarInfo]) -> None:
+        if key is None:
+            return
+        found = next((e for e in IMAGE_EXTENSIONS if e in members), None)
+        problem = None
+        if found is None:
+            problem = ("sample has no image member (.jpg/.jpeg/.png/.webp)", f"members {sorted(members)}")
+        elif CAPTION_EXTENSION not in members:
+            problem = ("sample has no caption member (.txt)", f"members {sorted(members)}")
+        elif max(members[e].size for e in (CAPTION_EXTENSION, "json") if e in members) > MAX_TEXT_BYTES:
+            problem = ("caption or json member over 1 MiB", f"{members[CAPTION_EXTENSION].size} bytes of caption")
+        if problem is not None:
+            if report is None:
+                raise ValueError(f"shard {str(path)!r} sample {key!r}: {problem[0]} ({problem[1]})")
+            report.skip(problem[0], f"{path.name} sample {key!r}", problem[1])
+            return
+        keys.append(key)
+        extensions.append(found)
+        image.append((members[found].offset_data, members[found].size))
+        caption.append((members[CAPTION_EXTENSION].offset_data, members[CAPTION_EXTENSION].size))
+        meta.append((members["json"].offset_data, members["json"].size) if "json" in members else (0, -1))
+
+    try:
+        with tarfile.open(path, "r:") as tar:
+            key, members = None, {}
+            for info in tar:
+                if not info.isfile():
+                    continue
+                folder, _, base = info.name.rpartition("/")
+                stem, dot, extension = base.partition(".")
+                sample = f"{folder}/{stem}" if folder else stem
+                if sample != key:
+                    close(key, members)
+                    key, members = sample, {}
+                if dot:
+                    members[extension.lower()] = info
+            close(key, members)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ValueError(f"shard {str(path)!r} is not a readable tar file ({type(error).__name__}: {error}); "
+                         f"rewrite it (finelip shard) or leave it out of the shard list") from error
+    as_array = lambda rows: np.asarray(rows, dtype=np.int64).reshape(-1, 2)  # noqa: E731
+    return _ShardIndex(keys, as_array(image), as_array(caption), as_array(meta), extensions)
+
+
+class ShardPairs:
+    """Pairs streamed from webdataset shards (``load_pairs("wds:...")``): ``len``, ``report``,
+    ``name``, ``protocol`` as ``Pairs`` has them; iterate for every record in shard order;
+    ``take(n)`` gives the first ``n`` as in-memory ``Pairs`` (for evaluation); the ``Trainer``
+    streams them with ``ShardEpoch``."""
+
+    def __init__(self, paths: list[Path], spec: str, on_error: str = "raise", verify: str = "none"):
+        self.paths, self.spec = list(paths), spec
+        self.name = spec
+        self.report = LoadReport()
+        self._indexes: dict[int, _ShardIndex] = {}
+        manifest = _manifest_counts(self.paths)
+        self.protocol = (manifest[1] if manifest else None) or spec
+        if manifest is not None:  # the kit wrote them from validated pairs: trusted, nothing read
+            self.counts = manifest[0]
+        else:  # shards from another tool: scanned once (and decoded, unless verify="none")
+            skips = self.report if on_error == "skip" else None
+            self.counts = []
+            for number, path in enumerate(self.paths):
+                self._indexes[number] = _scan(path, skips)
+                self.counts.append(len(self._indexes[number].keys))
+                if verify != "none":
+                    self._verify(number, skips)
+        self.report.loaded = sum(self.counts)
+        if self.report.loaded == 0:
+            raise ValueError(f"{spec}: no usable samples in {len(self.paths)} shards ({self.report})")
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __repr__(self) -> str:
+        return f"ShardPairs({self.spec!r}, {len(self)} pairs in {len(self.paths)} shards, skipped {self.report.skipped})"
+
+    def index(self, shard: int) -> _ShardIndex:
+        if shard not in self._indexes:
+            found = _scan(self.paths[shard])
+            if len(found.keys) != self.counts[shard]:
+                raise ValueError(f"shard {str(self.paths[shard])!r} holds {len(found.keys)} samples, its manifest "
+                                 f"says {self.counts[shard]}: the shards changed since they were written; rewrite "
+                                 f"them (finelip shard --overwrite) or delete {MANIFEST} to have them scanned")
+            self._indexes[shard] = found
+        return self._indexes[shard]
+
+    def record(self, position: int) -> dict[str, Any]:
+        """The record at ``position`` (0 .. len-1, in shard order), image decoded as RGB."""
+        shard = int(np.searchsorted(self.starts, position, side="right") - 1)
+        return self.read(shard, position - int(self.starts[shard]))
+
+    def read(self, shard: int, number: int) -> dict[str, Any]:
+        """Sample ``number`` of shard ``shard``; without an integer ``image_id`` in its json, its
+        position (each sample its own image)."""
+        record = self._decode(shard, number)
+        if not isinstance(record.get("image_id"), int) or isinstance(record["image_id"], bool):
+            record["image_id"] = int(self.starts[shard]) + number
+        return record
+
+    def _decode(self, shard: int, number: int) -> dict[str, Any]:
+        index, file = self.index(shard), self._file(shard)
+        key, where = index.keys[number], f"{self.paths[shard]} sample {index.keys[number]!r}"
+        image, caption = _read(file, index.image[number], where), _read(file, index.caption[number], where)
+        meta = _read(file, index.meta[number], where) if index.meta[number][1] >= 0 else b"{}"
+        try:
+            fields = json.loads(meta.decode("utf-8"))
+            text = caption.decode("utf-8")
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{where}: caption or json is not UTF-8 JSON/text ({error}); load with "
+                             f"verify='full', on_error='skip' to leave such samples out (counted)") from error
+        if not isinstance(fields, dict):
+            raise ValueError(f"{where}: the json member must hold an object, got {type(fields).__name__}")
+        record = {**fields, "image": open_image(image, where), "caption": " ".join(text.split())}
+        record.setdefault("image_key", key)
+        return record
+
+    def _file(self, shard: int) -> int:
+        """An open descriptor of the shard, one per process (reads use ``os.pread``: no shared offset
+        between the DataLoader's forked workers)."""
+        if getattr(self, "_pid", None) != os.getpid():
+            self._pid, self._fds = os.getpid(), {}
+        if shard not in self._fds:
+            self._fds[shard] = os.open(self.paths[shard], os.O_RDONLY)
+        return self._fds[shard]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pid", "_fds")}
+
+    def _verify(self, shard: int, skips: LoadReport | None) -> None:
+        """Read and decode every sample of a scanned shard now (``verify`` 'full' or 'header'); a bad one is
+        left out and counted (``on_error='skip'``) or raises."""
+        index, keep = self._indexes[shard], []
+        for number in range(len(index.keys)):
+            try:
+                record = self._decode(shard, number)
+                if not record["caption"]:
+                    raise ValueError(f"{self.paths[shard]} sample {index.keys[number]!r}: empty caption")
+                keep.append(number)
+            except ValueError as error:
+                if skips is None:
+                    raise
+                skips.skip("sample unreadable (image, caption or json)", f"{self.paths[shard].name} "
+                           f"sample {index.keys[number]!r}", str(error).split(": ", 1)[-1][:120])
+        self._indexes[shard] = _ShardIndex([index.keys[i] for i in keep], index.image[keep], index.caption[keep],
+                                           index.meta[keep], [index.extensions[i] for i in keep])
+        self.counts[shard] = len(keep)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for shard, count in enumerate(self.counts):
+            for number in range(count):
+                yield self.read(shard, number)
+
+    def take(self, n: int | None = None) -> Pairs:
+        """The first ``n`` records (all with None) as in-memory ``Pairs`` (image bytes kept as written)."""
+        import datasets
+
+        rows = []
+        for shard, count in enumerate(self.counts):
+            for number in range(count if n is None else min(count, n - len(rows))):
+                record = self.read(shard, number)
+                record.pop("image")
+                image = _read(self._file(shard), self.index(shard).image[number], f"{self.paths[shard]}")
+                rows.append({"image": "", "image_bytes": image, **record})
+        kept = len(rows)
+        protocol = self.protocol if kept == len(self) else f"{self.protocol}[:{kept} pairs]"
+        return Pairs(datasets.Dataset.from_list(rows), self.report, self.spec, protocol)
+
+
+def _read(fd: int, where: np.ndarray, label: str) -> bytes:
+    offset, size = int(where[0]), int(where[1])
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise ValueError(f"{label}: member at byte {offset} is cut short ({len(data)} of {size} bytes): the "
+                         f"shard is truncated; rewrite it")
+    return data
+
+
+def _manifest_counts(paths: list[Path]) -> tuple[list[int], str | None] | None:
+    """Each shard's count from the ``shards.json`` beside it, when every named shard is listed
+    there with its size unchanged; None otherwise (the shards are then scanned)."""
+    counts, protocol = [], None
+    cache: dict[Path, dict[str, Any]] = {}
+    for path in paths:
+        folder = path.parent
+        if folder not in cache:
+            try:
+                manifest = json.loads((folder / MANIFEST).read_text())
+                cache[folder] = {s["name"]: s for s in manifest["shards"]} if manifest.get("format") == FORMAT else {}
+                protocol = protocol or manifest.get("protocol")
+            except (OSError, ValueError, KeyError, TypeError):
+                cache[folder] = {}
+        entry = cache[folder].get(path.name)
+        if entry is None or entry.get("bytes") != path.stat().st_size:
+            return None
+        counts.append(int(entry["count"]))
+    return counts, protocol
+
+
+# ----------------------------------------------------------------------------- one epoch, streamed
+def window_order(size: int, buffer: int, seed: int) -> list[int]:
+    """``0 .. size-1`` as a shuffle buffer of ``buffer`` samples emits them (webdataset's
+    ``shuffle(n)``): fill the buffer, then each new sample replaces a random one, which is emitted;
+    the rest leave in random order. Every position exactly once; a sample leaves at most
+    ``buffer`` places before it arrives."""
+    if buffer <= 1:
+        return list(range(size))
+    rng, held, order = random.Random(seed), [], []
+    for position in range(size):
+        if len(held) < buffer:
+            held.append(position)
+            continue
+        slot = rng.randrange(buffer)
+        order.append(held[slot])
+        held[slot] = position
+    rng.shuffle(held)
+    return order + held
+
+
+class ShardEpoch(IterableDataset):
+    """One epoch of one rank's batches from ``ShardPairs``, from batch ``start_batch`` on, split
+    round-robin over the DataLoader's workers (load with ``batch_size=None``: items are batches).
+
+    ``transform`` is applied per record; a random one is seeded by ``(seed, epoch, position)`` as
+    ``SeededPairs`` seeds the map-style data (exact resume)."""
+
+    def __init__(self, shards: ShardPairs, batch_size: int, epoch: int = 0, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, start_batch: int = 0, shuffle_buffer: int = 1000,
+                 transform: Callable | None = None):
+        self.shards, self.batch_size, self.epoch, self.seed = shards, batch_size, epoch, seed
+        self.rank, self.world_size, self.start_batch, self.shuffle_buffer = rank, world_size, start_batch, shuffle_buffer
+        self.transform = transform
+        self.batches_per_epoch = len(shards) // (batch_size * world_size)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{len(shards)} training pairs in the shards are fewer than one global batch "
+                             f"({batch_size} x {world_size} ranks); lower batch_size or add data")
+
+    @property
+    def dropped_per_epoch(self) -> int:
+        """Samples past the last whole global batch: left out of each epoch (a different tail each epoch)."""
+        return len(self.shards) - self.batches_per_epoch * self.batch_size * self.world_size
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def positions(self) -> list[int]:
+        """This rank's sample positions for the epoch, in batch order (``batches_per_epoch · batch_size``)."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(self.shards.counts), generator=generator).tolist()
+        per_rank = self.batches_per_epoch * self.batch_size
+        first, stream = self.rank * per_rank, []
+        for shard in order:  # the shuffled shard stream, cut to this rank's range
+            start, count = int(self.shards.starts[shard]), self.shards.counts[shard]
+            stream.extend(range(start, start + count))
+            if len(stream) >= first + per_rank:
+                break
+        mine = stream[first: first + per_rank]
+        window = window_order(per_rank, self.shuffle_buffer, hash((self.seed, self.epoch, self.rank)) % 2**62)
+        return [mine[i] for i in window]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch - self.start_batch
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        positions = self.positions()
+        for batch in range(self.start_batch + worker, self.batches_per_epoch, workers):
+            yield [self._load(p) for p in positions[batch * self.batch_size: (batch + 1) * self.batch_size]]
+
+    def _load(self, position: int) -> dict[str, Any]:
+        record = self.shards.record(position)
+        if self.transform is None:
+            return record
+        if getattr(self.transform, "train", False):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(hash((self.seed, self.epoch, position)) % 2**62)
+                record["image"] = self.transform(record["image"])
+        else:
+            record["image"] = self.transform(record["image"])
+        return record
