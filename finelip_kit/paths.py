@@ -14,7 +14,7 @@ from pathlib import Path
 
 MAX_NAME_BYTES = 200  # leaves room for suffixes (.json, .ipynb, .lock) under the 255-byte file-name limit
 RUN_MARKER = ".finelip-run"
-RUN_ENTRIES = ("metrics.jsonl", "model", "checkpoints", "tensorboard")  # what a run writes in its folder
+RUN_ENTRIES = ("metrics.jsonl", "model", "checkpoints", "tensorboard", "wandb", "trackers.json")  # what a run writes in its folder
 _SAFE = re.compile(r"[A-Za-z0-9._=+,@-]+")
 
 

@@ -227,12 +227,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     evaluates and writes the record (the others return an empty record)."""
     import torch
 
-    from .data import CaptionView
-    from .evaluate import data_protocol, evaluate_retrieval
     from .pretrained import load_model
-    from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
-    from .train import Trainer
-
     from .train.distributed import init_distributed
 
     started = time.perf_counter()
@@ -243,18 +238,49 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
         import torch.distributed as dist
 
         dist.barrier()  # the run folder exists before any rank writes into it
-    train_data, val_data, test_data = load_data(resolved.data, resolved.eval)
-    config, evaluation = resolved.train, resolved.eval
-
+    data = load_data(resolved.data, resolved.eval)
+    config = resolved.train
     torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
     model = load_model(resolved.model_source, **resolved.model_overrides)
+    trackers = run_trackers(spec, config.tracker if rank == 0 else (), folder)
+    trackers.config(resolved.settings(model.config))
+    try:
+        record, history = _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank)
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    trackers.close()
+    return RunResult(record=record, model=model, history=history)
+
+
+def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path):
+    """The run's experiment trackers (``train.tracker``): grouped by the results folder (a grid's
+    points share it), named by the run, tagged with the preset and a grid point's parameters."""
+    from .train.trackers import Trackers
+
+    requested = dict(spec.requested) if spec.requested is not None else {}
+    tags = (f"preset:{spec.preset}", *(f"{k}={v}" for k, v in sorted(requested.items()) if not isinstance(v, dict)))
+    return Trackers(names, folder, name=spec.name, group=Path(spec.results_dir).resolve().name, tags=tags,
+                    results_dir=spec.results_dir)
+
+
+def _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank):
+    """Train, evaluate, write the record: ``run``'s body, with the trackers open."""
+    from .data import CaptionView
+    from .evaluate import data_protocol, evaluate_retrieval
+    from .pretrained import load_model
+    from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
+    from .train import Trainer
+
+    train_data, val_data, test_data = data
+    config, evaluation = resolved.train, resolved.eval
     tick = time.perf_counter()
     periodic = val_data if config.eval_every else None
-    trainer = Trainer(model, train_data, config, eval_data=periodic, on_log=on_log, final_eval=False)
+    trainer = Trainer(model, train_data, config, eval_data=periodic, on_log=on_log, final_eval=False, trackers=trackers)
     history = trainer.fit()
     train_seconds = time.perf_counter() - tick
     if rank != 0:  # the other ranks trained; rank 0 saves, evaluates and records
-        return RunResult(record={}, model=model, history=history)
+        return {}, history
     if not spec.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # inside the run's own folder
     model_dir = None
@@ -308,4 +334,20 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
         **provenance(),
     }
     write_record(record, spec.results_dir)
-    return RunResult(record=record, model=model, history=history)
+    if trackers:
+        trackers.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        for name, values in (("test", metrics), ("validation", val_metrics)):
+            if values:
+                trackers.table(f"evaluation/{name}", metrics_table(values))
+    return record, history
+
+
+def metrics_table(metrics: dict[str, float]):
+    """``mode/metric`` numbers as a table: a row per scoring mode, a column per metric."""
+    import pandas as pd
+
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        mode, _, metric = key.partition("/")
+        rows.setdefault(mode, {})[metric or mode] = value
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode")

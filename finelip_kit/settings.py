@@ -54,7 +54,7 @@ ALIASES: dict[str, str] = {
 # Settings that say where a run writes or how it reports, not what it measures: they are left
 # out of a record's settings (two runs that differ only here measured the same thing).
 BOOKKEEPING = ("train.out_dir", "train.progress", "train.resume", "train.resume_changes", "train.log_every",
-               "train.eval_every", "train.save_every", "train.keep_last", "train.num_workers", "train.device",
+               "train.eval_every", "train.save_every", "train.keep_last", "train.num_workers", "train.device", "train.tracker",
                "eval.progress")
 
 

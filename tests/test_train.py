@@ -1,6 +1,7 @@
 """The trainer: schedule, parameter groups, sampling, accumulation, gradient caching, NaN
 skipping, atomic checkpoints, exact resume after SIGKILL, DDP equivalence."""
 
+import importlib.util
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from finelip_kit.pretrained import read_state_dict
 from finelip_kit.recipe import train_config
 from finelip_kit.train import EpochSampler, TrainConfig, Trainer, latest_checkpoint, lr_factor, parameter_groups
 
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 SMALL = {"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4}
 
 
@@ -337,7 +339,8 @@ def test_finelip_train_under_torchrun_joins_one_process_group(tmp_path):
     # Before issue 20 the CLI never started the process group: each torchrun rank trained alone on
     # its 4 pairs (and both wrote one folder). Joined, 2 ranks x 4 pairs are the one process's 8.
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "two"), *cli_one_step(4)],
+                          "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "two"), *cli_one_step(4),
+                          *(["tracker=tensorboard"] if TENSORBOARD else [])],
                          capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     one = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "one"), *cli_one_step(8)],
@@ -347,3 +350,5 @@ def test_finelip_train_under_torchrun_joins_one_process_group(tmp_path):
     b = read_state_dict(tmp_path / "one" / "model" / "model.safetensors")
     assert_weights_close(a, b, atol=1e-6)
     assert json.loads((tmp_path / "two.json").read_text())["status"] == "ok"  # one record, from rank 0
+    if TENSORBOARD:  # trackers too: rank 0 only
+        assert len(list((tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*"))) == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
-                  "save_every", "keep_last", "num_workers", "device")
+                  "save_every", "keep_last", "num_workers", "device", "tracker")
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -63,8 +63,12 @@ class TrainConfig:
     resume_changes: tuple[str, ...] = ()  # settings allowed to differ from the checkpoint's (RESUME_CHANGEABLE)
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
     progress: bool = True
+    tracker: tuple[str, ...] = ()  # experiment trackers: "none", or any of tensorboard / wandb / mlflow ("wandb,mlflow")
 
     def __post_init__(self) -> None:
+        from .trackers import tracker_names
+
+        self.tracker = tracker_names(self.tracker)
         self.eval_modes = None if self.eval_modes is None else tuple(self.eval_modes)
         self.resume_changes = tuple(self.resume_changes)
         if isinstance(self.adam_betas, list):

@@ -47,6 +47,7 @@ from .checkpoint import (
 from .config import TrainConfig, lr_factor, official_lr_factor
 from ..data.shards import ShardEpoch, ShardPairs
 from .sampling import EpochSampler, SeededPairs, _groups
+from .trackers import Trackers
 
 
 def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float,
@@ -77,8 +78,11 @@ def process_batch_size(config: TrainConfig, world_size: int) -> int:
 # ----------------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None,
-                 on_log: Callable[[dict[str, Any]], None] | None = None, final_eval: bool = True):
-        """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end."""
+                 on_log: Callable[[dict[str, Any]], None] | None = None, final_eval: bool = True,
+                 trackers: Trackers | None = None):
+        """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end.
+        ``trackers``: open experiment trackers to log to (the recipe's); None: the trainer opens
+        ``config.tracker``'s itself on rank 0 and closes them when ``fit`` ends."""
         self.config = config
         self.final_eval = final_eval
         self.on_log = on_log  # called with every logged record on the main process (live plots)
@@ -124,10 +128,26 @@ class Trainer:
         self.started = time.monotonic()
         self.elapsed_before = 0.0
         self.history: list[dict[str, Any]] = []
+        self.owns_trackers = trackers is None
+        if trackers is None:
+            trackers = Trackers(config.tracker if self.is_main else (), self.out_dir)
+            trackers.config({"train": config.to_dict(), "model": model.config.to_dict()})
+        self.trackers = trackers
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
         """Train to the configured budget; returns the logged records (also in ``metrics.jsonl``)."""
+        try:
+            history = self._fit()
+        except BaseException:
+            if self.owns_trackers:
+                self.trackers.close(failed=True)
+            raise
+        if self.owns_trackers:
+            self.trackers.close()
+        return history
+
+    def _fit(self) -> list[dict[str, Any]]:
         cfg = self.config
         if cfg.resume:
             self.load_checkpoint(cfg.resume)
@@ -390,7 +410,7 @@ class Trainer:
         return lrs[0] if lrs else None
 
     def write_log(self, record: dict[str, Any]) -> None:
-        """Append ``record`` to the history and, on the main process, to ``metrics.jsonl`` (and TensorBoard)."""
+        """Append ``record`` to the history and, on the main process, to ``metrics.jsonl`` and the trackers."""
         self.history.append(record)
         if not self.is_main:
             return
@@ -399,21 +419,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with (self.out_dir / "metrics.jsonl").open("a") as log:
             log.write(json.dumps(record) + "\n")
-        writer = self._tensorboard()
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                    writer.add_scalar(key, value, record["step"])
-
-    def _tensorboard(self):
-        if not hasattr(self, "_writer"):
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):
-                self._writer = None
-        return self._writer
+        self.trackers.log(record)
 
     def evaluate(self) -> dict[str, float]:
         """Retrieval metrics on ``eval_data`` (rank 0 computes; the others wait)."""
