@@ -5,8 +5,11 @@ resume, and training on shards."""
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,11 +175,11 @@ def test_window_order_is_a_permutation_within_the_buffer():
     assert window_order(10, 1, seed=3) == list(range(10)) and window_order(1000, 64, seed=3) == order
 
 
-def epoch_keys(shards, epoch, world, workers, batch_size=4, start_batch=0, buffer=8):
+def epoch_keys(shards, epoch, world, workers, batch_size=4, start_batch=0, buffer=8, seed=5):
     """Each rank's batches of one epoch through a real DataLoader with ``workers`` processes."""
     ranks = []
     for rank in range(world):
-        stream = ShardEpoch(shards, batch_size, epoch=epoch, seed=5, rank=rank, world_size=world,
+        stream = ShardEpoch(shards, batch_size, epoch=epoch, seed=seed, rank=rank, world_size=world,
                             start_batch=start_batch, shuffle_buffer=buffer)
         loader = DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=keys_of)
         ranks.append(list(loader))
@@ -197,6 +200,26 @@ def test_two_ranks_by_two_workers_see_every_sample_exactly_once_per_epoch(tmp_pa
     assert epochs[0] != epochs[1]  # shard order and window reshuffled per epoch
     # the batches do not depend on the number of workers
     assert epoch_keys(shards, 0, world=2, workers=0) == epoch_keys(shards, 0, world=2, workers=2)
+
+
+@pytest.mark.slow
+def test_the_trainers_batches_under_torchrun_with_two_ranks_and_two_workers_cover_the_epoch_once(tmp_path):
+    worker = Path(__file__).with_name("shard_worker.py")
+    write_shards(scenes(48), tmp_path / "shards", shard_size=7)
+    epochs = []
+    for epoch in (0, 1):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(worker), str(tmp_path / "shards"), str(tmp_path / f"epoch{epoch}"), str(epoch)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        ranks = json.loads((tmp_path / f"epoch{epoch}.json").read_text())
+        assert [len(batches) for batches in ranks] == [6, 6] and all(len(b) == 4 for r in ranks for b in r)
+        ids = [i for batches in ranks for batch in batches for i in batch]
+        assert sorted(ids) == list(range(48))  # every sample exactly once across 2 ranks x 2 workers
+        epochs.append(ranks)
+    assert epochs[0] != epochs[1]
+    in_process = epoch_keys(load_pairs(f"wds:{tmp_path}/shards"), 0, world=2, workers=0, seed=0)  # the trainer's seed
+    assert epochs[0] == [[[int(key) for key in batch] for batch in rank] for rank in in_process]
 
 
 def test_a_remainder_is_left_out_counted_and_differs_by_epoch(tmp_path):
