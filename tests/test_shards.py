@@ -71,6 +71,12 @@ def test_shards_hold_the_images_own_bytes_in_open_clips_layout(tmp_path):
         assert (np.asarray(record["image"]) == np.asarray(original["image"])).all()
     taken = shards.take(4)
     assert len(taken) == 4 and taken.protocol == "pairs.jsonl[:4 pairs]" and taken[3]["caption"] == pairs[3]["caption"]
+    resharded = write_shards(shards, tmp_path / "resharded", shard_size=3)  # shards in, shards out: bytes kept
+    assert (resharded.pairs, resharded.shards, resharded.reencoded) == (6, 2, 0)
+    with tarfile.open(tmp_path / "resharded" / "000001.tar") as tar:
+        assert tar.extractfile("000000004.jpg").read() == (tmp_path / "img4.jpg").read_bytes()
+    with pytest.raises(IndexError, match="position 6 out of range for 6 pairs"):
+        shards[6]
 
 
 def test_webdatasets_own_reader_reads_the_kits_shards(tmp_path):

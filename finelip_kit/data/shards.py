@@ -129,6 +129,9 @@ def _sample(pairs, index: int) -> tuple[bytes, str, str, dict[str, Any], int]:
         row = pairs.hf[index]
         source = row.pop("image_bytes", None) or Path(row["image"]).read_bytes()
         row.pop("image")
+    elif isinstance(pairs, ShardPairs):  # re-sharding: the image member's bytes as they are
+        row = pairs.record(index, decode=False)
+        source = row.pop("image")
     else:
         row = dict(pairs[index])
         source = row.pop("image")
@@ -297,20 +300,25 @@ class ShardPairs:
             self._indexes[shard] = found
         return self._indexes[shard]
 
-    def record(self, position: int) -> dict[str, Any]:
-        """The record at ``position`` (0 .. len-1, in shard order), image decoded as RGB."""
+    def record(self, position: int, decode: bool = True) -> dict[str, Any]:
+        """The record at ``position`` (0 .. len-1, in shard order), image decoded as RGB (``decode=False``:
+        the image member's bytes as written)."""
+        if not 0 <= position < len(self):
+            raise IndexError(f"position {position} out of range for {len(self)} pairs in the shards")
         shard = int(np.searchsorted(self.starts, position, side="right") - 1)
-        return self.read(shard, position - int(self.starts[shard]))
+        return self.read(shard, position - int(self.starts[shard]), decode)
 
-    def read(self, shard: int, number: int) -> dict[str, Any]:
+    def read(self, shard: int, number: int, decode: bool = True) -> dict[str, Any]:
         """Sample ``number`` of shard ``shard``; without an integer ``image_id`` in its json, its
         position (each sample its own image)."""
-        record = self._decode(shard, number)
+        record = self._decode(shard, number, decode)
         if not isinstance(record.get("image_id"), int) or isinstance(record["image_id"], bool):
             record["image_id"] = int(self.starts[shard]) + number
         return record
 
-    def _decode(self, shard: int, number: int) -> dict[str, Any]:
+    __getitem__ = record  # positional reads (near-sequential use is what shards are for)
+
+    def _decode(self, shard: int, number: int, decode: bool = True) -> dict[str, Any]:
         index, file = self.index(shard), self._file(shard)
         key, where = index.keys[number], f"{self.paths[shard]} sample {index.keys[number]!r}"
         image, caption = _read(file, index.image[number], where), _read(file, index.caption[number], where)
@@ -323,7 +331,7 @@ class ShardPairs:
                              f"verify='full', on_error='skip' to leave such samples out (counted)") from error
         if not isinstance(fields, dict):
             raise ValueError(f"{where}: the json member must hold an object, got {type(fields).__name__}")
-        record = {**fields, "image": open_image(image, where), "caption": " ".join(text.split())}
+        record = {**fields, "image": open_image(image, where) if decode else image, "caption": " ".join(text.split())}
         record.setdefault("image_key", key)
         return record
 
@@ -370,10 +378,9 @@ class ShardPairs:
         rows = []
         for shard, count in enumerate(self.counts):
             for number in range(count if n is None else min(count, n - len(rows))):
-                record = self.read(shard, number)
-                record.pop("image")
-                image = _read(self._file(shard), self.index(shard).image[number], f"{self.paths[shard]}")
-                rows.append({"image": "", "image_bytes": image, **record})
+                record = self.read(shard, number, decode=False)
+                open_image(record["image"], f"{self.paths[shard]} sample {record['image_key']!r}")  # decodable
+                rows.append({**record, "image": "", "image_bytes": record["image"]})
         kept = len(rows)
         protocol = self.protocol if kept == len(self) else f"{self.protocol}[:{kept} pairs]"
         return Pairs(datasets.Dataset.from_list(rows), self.report, self.spec, protocol)
@@ -460,15 +467,11 @@ class ShardEpoch(IterableDataset):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(len(self.shards.counts), generator=generator).tolist()
         per_rank = self.batches_per_epoch * self.batch_size
-        first, stream = self.rank * per_rank, []
-        for shard in order:  # the shuffled shard stream, cut to this rank's range
-            start, count = int(self.shards.starts[shard]), self.shards.counts[shard]
-            stream.extend(range(start, start + count))
-            if len(stream) >= first + per_rank:
-                break
-        mine = stream[first: first + per_rank]
+        starts, counts = self.shards.starts, np.asarray(self.shards.counts)
+        stream = np.concatenate([np.arange(starts[s], starts[s] + counts[s]) for s in order])  # the shuffled shards
+        mine = stream[self.rank * per_rank: (self.rank + 1) * per_rank]  # this rank's contiguous range
         window = window_order(per_rank, self.shuffle_buffer, hash((self.seed, self.epoch, self.rank)) % 2**62)
-        return [mine[i] for i in window]
+        return mine[window].tolist()
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start_batch
