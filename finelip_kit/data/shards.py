@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .datasets import LoadReport, Pairs, open_image
+from .pairs import LoadReport, Pairs, open_image
 
 MANIFEST = "shards.json"
 FORMAT = "finelip-kit shards 1"
