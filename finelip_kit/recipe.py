@@ -259,7 +259,8 @@ def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path):
     from .train.trackers import Trackers
 
     requested = dict(spec.requested) if spec.requested is not None else {}
-    tags = (f"preset:{spec.preset}", *(f"{k}={v}" for k, v in sorted(requested.items()) if not isinstance(v, dict)))
+    tags = (f"preset:{spec.preset}",
+            *(f"{k}={v}"[:64] for k, v in sorted(requested.items()) if not isinstance(v, dict)))  # W&B: 64 at most
     return Trackers(names, folder, name=spec.name, group=Path(spec.results_dir).resolve().name, tags=tags,
                     results_dir=spec.results_dir)
 
