@@ -149,6 +149,31 @@ def test_a_grid_point_reaches_every_tracker_with_its_group_tags_settings_and_tab
     assert json.loads((folder / "trackers.json").read_text())["mlflow"] == found.info.run_id
 
 
+def test_the_trainer_alone_opens_and_closes_its_own_trackers(offline, tmp_path):
+    import torch
+    from mlflow import MlflowClient
+
+    from finelip_kit import create_model
+    from finelip_kit.data import SyntheticConfig, SyntheticScenes
+    from finelip_kit.train import Trainer
+
+    torch.manual_seed(0)
+    model = create_model("tiny", **{"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4})
+    data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=16)
+    config = TrainConfig(out_dir=str(tmp_path / "alone" / "run"), steps=2, batch_size=8, progress=False, log_every=1,
+                         tracker="tensorboard,mlflow")
+    trainer = Trainer(model, data, config)
+    assert not (tmp_path / "alone" / "run").exists()  # nothing opened before fit
+    trainer.fit()
+    steps = logged(tmp_path / "alone" / "run")
+    assert [(e.step, round(e.value, 5)) for e in tensorboard_scalars(tmp_path / "alone" / "run").Scalars("loss")] == [
+        (s, round(steps[s]["loss"], 5)) for s in steps]
+    client = MlflowClient(tracking_uri=(tmp_path / "alone" / "mlruns").as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("alone").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.params["train.batch_size"] == "8"
+    assert found.data.params["model.atrm_k"] == "4"
+
+
 def test_a_resumed_run_continues_its_tracker_runs(offline, tmp_path):
     from mlflow import MlflowClient
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.collate import Collate
+from ..data.shards import ShardEpoch, ShardPairs
 from ..data.transforms import clip_transform
 from ..losses import world
 from ..model import FineLIP
@@ -45,9 +46,8 @@ from .checkpoint import (
     trim_log,
 )
 from .config import TrainConfig, lr_factor, official_lr_factor
-from ..data.shards import ShardEpoch, ShardPairs
 from .sampling import EpochSampler, SeededPairs, _groups
-from .trackers import Trackers
+from .trackers import Trackers, check_installed
 
 
 def parameter_groups(model: nn.Module, lr_backbone: float, lr_new: float, weight_decay: float,
@@ -128,15 +128,17 @@ class Trainer:
         self.started = time.monotonic()
         self.elapsed_before = 0.0
         self.history: list[dict[str, Any]] = []
-        self.owns_trackers = trackers is None
-        if trackers is None:
-            trackers = Trackers(config.tracker if self.is_main else (), self.out_dir)
-            trackers.config({"train": config.to_dict(), "model": model.config.to_dict()})
-        self.trackers = trackers
+        self.owns_trackers = trackers is None  # then fit opens config.tracker's (rank 0) and closes them
+        if self.owns_trackers:
+            check_installed(config.tracker)  # a missing package fails now, not after the first steps
+        self.trackers = trackers or Trackers((), self.out_dir)  # none open until fit
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
         """Train to the configured budget; returns the logged records (also in ``metrics.jsonl``)."""
+        if self.owns_trackers and self.is_main and self.config.tracker:
+            self.trackers = Trackers(self.config.tracker, self.out_dir)
+            self.trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
         try:
             history = self._fit()
         except BaseException:
