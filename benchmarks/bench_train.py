@@ -1,10 +1,12 @@
 """Training throughput of the ``synthetic-tiny`` preset on this machine.
 
-    python benchmarks/bench_train.py [--steps 10] [--batch-size 64] [--loss fine]
+    python benchmarks/bench_train.py [--steps 10] [--batch-size 64] [--loss fine] [--compare-execution]
 
 Prints samples/s, the time per step split into data / forward / backward / optimiser,
 peak RSS, and the achieved FLOP/s (FLOPs counted by torch's FlopCounterMode on one
-step) as a fraction of this machine's measured fp32 matmul throughput.
+step) as a fraction of this machine's measured fp32 matmul throughput. With
+``--compare-execution``, also the same steps under each execution choice side by side
+(fused SDPA attention, the eager reference, gradient checkpointing): ms per step and ratios.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=TRAIN_PRESETS["synthetic-tiny"]["train"]["batch_size"])
     parser.add_argument("--loss", default=None, help="override the model's loss recipe (fine, global, global+fine)")
+    parser.add_argument("--compare-execution", action="store_true",
+                        help="also time sdpa / eager attention and gradient checkpointing side by side")
     args = parser.parse_args()
     torch.manual_seed(0)
     overrides = {"loss": args.loss} if args.loss else {}
@@ -91,6 +95,31 @@ def main() -> None:
     print(f"peak RSS: {rss:.0f} MiB")
     print(f"FLOPs per step (forward + backward): {flops / 1e9:.2f} GFLOP; achieved {flops / compute / 1e9:.1f} GFLOP/s "
           f"= {100 * flops / compute / peak:.1f}% of the measured fp32 matmul throughput ({peak / 1e9:.1f} GFLOP/s)")
+    if args.compare_execution:
+        compare_execution(model, optimizer, [batch(i + 3) for i in range(args.steps)])
+
+
+def compare_execution(model, optimizer, batches, rounds: int = 3) -> None:
+    """Forward + backward + step of the same batches under each execution choice, interleaved
+    over ``rounds`` so drift on a noisy machine hits every variant alike; the best round counts."""
+    variants = {"sdpa (default)": ("sdpa", False), "eager attention": ("eager", False),
+                "sdpa + grad checkpointing": ("sdpa", True)}
+    best = {name: float("inf") for name in variants}
+    for _ in range(rounds):
+        for name, (attention, checkpointing) in variants.items():
+            model.set_attention(attention).set_grad_checkpointing(checkpointing)
+            start = time.perf_counter()
+            for b in batches:
+                model(b)["loss"].backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            best[name] = min(best[name], (time.perf_counter() - start) / len(batches))
+    model.set_attention("sdpa").set_grad_checkpointing(False)
+    base = best["sdpa (default)"]
+    print(f"\n| execution | ms / step (best of {rounds}) | ÷ sdpa |")
+    print("|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {1000 * seconds:.1f} | {seconds / base:.2f} |")
 
 
 if __name__ == "__main__":

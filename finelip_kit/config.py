@@ -22,6 +22,7 @@ NEGATIVES = ("sum", "hardest")
 REDUCTIONS = ("sum", "mean")
 PCM_VARIANTS = ("kit", "official")
 SCORE_MODES = ("global", "fine", "fused")
+ATTENTION = ("sdpa", "eager")  # how the towers compute attention (FineLIP.set_attention, train.attention)
 
 
 class SettingError(KeyError, ValueError):

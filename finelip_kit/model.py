@@ -21,7 +21,7 @@ from torch import nn
 
 from .atrm import ATRM
 from .clim import DEFAULT_CHUNK_BYTES, clim_scores
-from .config import SCORE_MODES, FineLIPConfig, preset
+from .config import ATTENTION, SCORE_MODES, FineLIPConfig, preset
 from .losses import (
     gather_no_grad,
     gather_with_grad,
@@ -50,6 +50,39 @@ class FineLIP(nn.Module):
     @property
     def context_length(self) -> int:
         return self.text.context_length
+
+    # ---------------------------------------------------------------- how the towers execute
+    def set_attention(self, kind: str) -> "FineLIP":
+        """Both towers' attention: ``"sdpa"`` (PyTorch's fused scaled-dot-product kernels: timm's
+        fused attention, transformers' SDPA implementation; the default) or ``"eager"`` (the
+        explicit softmax(QKᵀ)V, the reference). The same function either way: only speed,
+        memory and rounding differ."""
+        if kind not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {kind!r}")
+        for block in self.vision.vit.blocks:
+            block.attn.fused_attn = kind == "sdpa"
+        self.text.transformer.set_attn_implementation(kind)
+        return self
+
+    @property
+    def attention(self) -> str:
+        fused = {block.attn.fused_attn for block in self.vision.vit.blocks}
+        text = self.text.transformer.config._attn_implementation
+        return text if fused == {text == "sdpa"} else f"mixed (vision fused={sorted(fused)}, text {text})"
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> "FineLIP":
+        """Recompute each tower block's activations in the backward pass instead of keeping them
+        (less memory for L/14 at large batch, about a third more compute); the gradients are the same."""
+        self.vision.vit.set_grad_checkpointing(enabled)
+        text = self.text.transformer
+        new_names = hasattr(text, "activation_checkpointing_enable")  # transformers >= 5.x's names
+        if enabled and new_names:
+            text.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif enabled:
+            text.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            (text.activation_checkpointing_disable if new_names else text.gradient_checkpointing_disable)()
+        return self
 
     # ---------------------------------------------------------------- weights in and out
     @classmethod

@@ -7,9 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ATTENTION
+
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
-                  "save_every", "keep_last", "num_workers", "device", "tracker")
+                  "save_every", "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing")
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -50,6 +52,8 @@ class TrainConfig:
     group_batches: bool = False  # batches of whole hard-negative groups (data with .groups(), e.g. SyntheticScenes)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"
+    attention: str = "sdpa"  # the towers' attention: "sdpa" (fused kernels) or "eager" (the reference)
+    grad_checkpointing: bool = False  # recompute block activations in backward: less memory (L/14, large batches)
     num_workers: int = 0
     shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False
@@ -119,6 +123,7 @@ class TrainConfig:
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1 (1: no shuffling within shards), got {self.shuffle_buffer}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.attention in ATTENTION, f"attention must be one of {ATTENTION}, got {self.attention!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -90,6 +90,7 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = _device(config.device)
         self.model = model.to(self.device)
+        model.set_attention(config.attention).set_grad_checkpointing(config.grad_checkpointing)
         self.dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
         self.eval_data = eval_data
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
