@@ -51,7 +51,7 @@ def clim_scores(
         sim_buffer = image_tokens.new_empty(images_per_block * a * texts_per_block * b)
         image_buffer = image_tokens.new_empty(images_per_block * a * d)
         text_buffer = text_tokens.new_empty(texts_per_block * b * d)
-    scores = image_tokens.new_empty(n_images, n_texts)
+    scores = image_tokens.new_empty(n_images, n_texts, dtype=torch.promote_types(image_tokens.dtype, torch.float32))
     for t0 in range(0, n_texts, texts_per_block):
         texts = _normalize(text_tokens[t0 : t0 + texts_per_block], text_buffer)
         t_mask = None if text_mask is None else rearrange(text_mask[t0 : t0 + texts_per_block], "t b -> 1 1 t b")
@@ -168,8 +168,11 @@ def _late_interaction(
         sim = sim.masked_fill_(~text_mask, float("-inf"))
     if image_mask is not None:
         sim = sim.masked_fill_(~image_mask, float("-inf"))
-    text_to_image = F.leaky_relu(reduce(sim, "i a t b -> i t b", "max"), slope)
-    image_to_text = F.leaky_relu(reduce(sim, "i a t b -> i a t", "max"), slope)
+    # The maxima are exact in any precision; what follows (the means over up to 248 tokens)
+    # accumulates in float32 at least, so bf16 similarities under autocast give float32 scores.
+    accumulate = torch.promote_types(sim.dtype, torch.float32)
+    text_to_image = F.leaky_relu(reduce(sim, "i a t b -> i t b", "max").to(accumulate), slope)
+    image_to_text = F.leaky_relu(reduce(sim, "i a t b -> i a t", "max").to(accumulate), slope)
     text_valid = None if text_mask is None else rearrange(text_mask, "i 1 t b -> i t b")
     image_valid = None if image_mask is None else rearrange(image_mask, "i a 1 1 -> i a 1")
     return _masked_mean(text_to_image, text_valid, "i t b -> i t") + _masked_mean(image_to_text, image_valid, "i a t -> i t")

@@ -110,3 +110,21 @@ def test_candidate_scores_are_the_matching_entries_of_the_full_matrix(by, chunk_
     rows = torch.arange(queries).unsqueeze(1).expand_as(candidates)
     expected = full[rows, candidates] if by == "image" else full.T[rows, candidates]
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_under_bf16_autocast_the_scores_accumulate_in_float32():
+    # Issue 22: the GEMM may run in bf16 (autocast), the maxima are exact, the means over up to
+    # 200 tokens accumulate in float32: float32 scores within bf16's rounding of the float64 ones.
+    torch.manual_seed(0)
+    images = torch.randn(20, 49, 64, requires_grad=True)
+    texts = torch.randn(30, 200, 64, requires_grad=True)
+    mask = torch.arange(200)[None] < torch.randint(20, 200, (30,))[:, None]
+    exact = clim_scores(images.double(), texts.double(), mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = clim_scores(images, texts, mask)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low.double(), exact, atol=2e-3, rtol=0)
+    with torch.no_grad():
+        from_bf16_tokens = clim_scores(images.bfloat16(), texts.bfloat16(), mask)
+    assert from_bf16_tokens.dtype == torch.float32
+    torch.testing.assert_close(from_bf16_tokens.double(), exact, atol=4e-3, rtol=0)

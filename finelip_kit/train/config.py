@@ -11,7 +11,8 @@ from ..config import ATTENTION
 
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
-                  "save_every", "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing")
+                  "save_every", "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing",
+                  "compile")
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -54,6 +55,7 @@ class TrainConfig:
     device: str = "auto"
     attention: str = "sdpa"  # the towers' attention: "sdpa" (fused kernels) or "eager" (the reference)
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory (L/14, large batches)
+    compile: bool = False  # torch.compile the two towers (in place: checkpoints keep their keys); the first step compiles
     num_workers: int = 0
     shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False

@@ -91,6 +91,9 @@ class Trainer:
         self.device = _device(config.device)
         self.model = model.to(self.device)
         model.set_attention(config.attention).set_grad_checkpointing(config.grad_checkpointing)
+        if config.compile:  # the towers hold the FLOPs; ATRM and the losses (changing scalars) stay eager
+            model.vision.compile()
+            model.text.compile()
         self.dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
         self.eval_data = eval_data
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
@@ -399,13 +402,16 @@ class Trainer:
             "data_s": round(data_seconds, 4),
             "step_s": round(step_seconds, 4),
         }
+        if self.config.compile and self.steps_run == 1:  # this process's first step compiled the towers
+            record["compile_s"] = record.pop("step_s")
+            record.pop("samples_per_s")
         if not finite and self.is_main:
             print(f"step {self.step}: non-finite loss {terms}; update skipped ({self.nonfinite_total} so far)")
         if self.step % self.config.log_every == 0 or self.step == 1 or self._done():
             self.write_log(record)
         if self.is_main:
             bar.update(1)
-            bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{record['lr_new']:.2e}", sps=record["samples_per_s"])
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{record['lr_new']:.2e}", sps=record.get("samples_per_s", "compiling"))
         return record
 
     def _lr(self, kind: str) -> float | None:
