@@ -124,7 +124,11 @@ class Trainer:
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # Some trainable parameters sit out some losses: the temperature under loss="fine", ATRM
+            # under loss="global", the global term during fine_only_steps. DDP must look for them
+            # each step, or its second step fails waiting for their gradients.
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                               find_unused_parameters=True)
         self.steps_per_epoch = max(1, self.sampler.batches_per_epoch // config.accumulation)
         self.total_steps = config.steps or max(1, int(round(config.epochs * self.steps_per_epoch)))
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
