@@ -236,7 +236,7 @@ def main() -> None:
                       f"{1000 * step:.0f} | {split} | {memory} | {100 * mfu:.1f}% | {against} |")
         del model
     k = 8 if args.tiny else preset("clip-b16").atrm_k
-    print(f"\n| gallery scoring | seconds | |\n|---|---|---|")
+    print("\n| gallery scoring | seconds | |\n|---|---|---|")
     for label, seconds, note in gallery(args.gallery, k, 64 if args.tiny else 512, device, peak_fp32, generator):
         print(f"| {label} | {seconds:.3f} | {note} |")
 
