@@ -58,6 +58,8 @@ def test_fused_attention_equals_the_eager_reference_in_both_towers():
         model.set_attention("flash")
     with pytest.raises(ValueError, match="attention must be one of .* got 'flash'"):
         TrainConfig(attention="flash")
+    with pytest.raises(ValueError, match="compile must be true, false or one of torch.compile's backends .* got 'fast'"):
+        TrainConfig(compile="fast")
 
 
 def text_checkpointing(model) -> bool:
@@ -79,19 +81,28 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert not model.vision.vit.grad_checkpointing and not text_checkpointing(model)
 
 
-@pytest.mark.parametrize("option", [{"attention": "eager"}, {"grad_checkpointing": True}])
+# compile: aot_eager traces and compiles the towers' graphs as inductor does, without inductor's
+# minute of C++ code generation on CPU (inductor itself: measured once, see the README)
+@pytest.mark.parametrize("option", [{"attention": "eager"}, {"grad_checkpointing": True}, {"compile": "aot_eager"}])
 def test_training_under_each_option_resumes_exactly_and_matches_the_default(tmp_path, option):
     data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=32)
 
     def train(name, resume=None, **settings):
         model = tiny()
         config = TrainConfig(out_dir=str(tmp_path / name), steps=4, batch_size=8, warmup_steps=0, progress=False,
-                             lr_backbone=1e-3, lr_new=1e-3, save_every=2, keep_last=4, resume=resume, **settings)
-        Trainer(model, data, config).fit()
+                             lr_backbone=1e-3, lr_new=1e-3, save_every=2, keep_last=4, resume=resume, log_every=1,
+                             **settings)
+        history = Trainer(model, data, config).fit()
+        first = history[0]
+        if settings.get("compile"):  # the first step's time is the compilation's, not a throughput
+            assert "compile_s" in first and "samples_per_s" not in first and "samples_per_s" in history[1]
+        else:
+            assert "compile_s" not in first and "samples_per_s" in first
         return model.state_dict()
 
     default = train("default")
     straight = train("straight", **option)
+    assert straight.keys() == default.keys()  # compiled in place: the checkpoint keeps the model's own keys
     resumed = train("resumed", resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"), **option)
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key

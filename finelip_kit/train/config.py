@@ -55,7 +55,7 @@ class TrainConfig:
     device: str = "auto"
     attention: str = "sdpa"  # the towers' attention: "sdpa" (fused kernels) or "eager" (the reference)
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory (L/14, large batches)
-    compile: bool = False  # torch.compile the two towers (in place: checkpoints keep their keys); the first step compiles
+    compile: bool | str = False  # torch.compile the two towers in place (true: inductor; or a backend's name, e.g. aot_eager)
     num_workers: int = 0
     shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False
@@ -130,9 +130,18 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if not isinstance(self.compile, bool) and not (isinstance(self.compile, str) and self.compile in _compile_backends()):
+            raise ValueError(f"compile must be true, false or one of torch.compile's backends {_compile_backends()}, "
+                             f"got {self.compile!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _compile_backends() -> list[str]:
+    import torch._dynamo
+
+    return torch._dynamo.list_backends(exclude_tags=())  # the debugging ones (aot_eager, eager) too
 
 
 def _check_numbers(config: TrainConfig) -> None:
