@@ -212,12 +212,12 @@ def test_two_ranks_by_two_workers_see_every_sample_exactly_once_per_epoch(tmp_pa
 def test_the_trainers_batches_under_torchrun_with_two_ranks_and_two_workers_cover_the_epoch_once(tmp_path):
     worker = Path(__file__).with_name("shard_worker.py")
     write_shards(scenes(48), tmp_path / "shards", shard_size=7)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(worker), str(tmp_path / "shards"), str(tmp_path / "epoch"), "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     epochs = []
     for epoch in (0, 1):
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               str(worker), str(tmp_path / "shards"), str(tmp_path / f"epoch{epoch}"), str(epoch)],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         ranks = json.loads((tmp_path / f"epoch{epoch}.json").read_text())
         assert [len(batches) for batches in ranks] == [6, 6] and all(len(b) == 4 for r in ranks for b in r)
         ids = [i for batches in ranks for batch in batches for i in batch]
