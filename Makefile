@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP)
 
 test: setup  ## every test, slow ones included (what CI runs)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20  # the slowest tests listed: where CI time goes
 
 test-fast: setup  ## skip the slow (multi-process, notebook) tests
 	$(PY) -m pytest -m "not slow"
