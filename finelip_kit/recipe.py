@@ -242,7 +242,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     config = resolved.train
     torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
     model = load_model(resolved.model_source, **resolved.model_overrides)
-    trackers = run_trackers(spec, config.tracker if rank == 0 else (), folder)
+    trackers = run_trackers(spec, config.tracker if rank == 0 else (), folder, resume=config.resume is not None)
     trackers.config(resolved.settings(model.config))
     try:
         record, history = _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank)
@@ -253,7 +253,7 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     return RunResult(record=record, model=model, history=history)
 
 
-def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path):
+def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path, resume: bool = False):
     """The run's experiment trackers (``train.tracker``): grouped by the results folder (a grid's
     points share it), named by the run, tagged with the preset and a grid point's parameters."""
     from .train.trackers import Trackers
@@ -262,7 +262,7 @@ def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path):
     tags = (f"preset:{spec.preset}",
             *(f"{k}={v}"[:64] for k, v in sorted(requested.items()) if not isinstance(v, dict)))  # W&B: 64 at most
     return Trackers(names, folder, name=spec.name, group=Path(spec.results_dir).resolve().name, tags=tags,
-                    results_dir=spec.results_dir)
+                    results_dir=spec.results_dir, resume=resume)
 
 
 def _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank):

@@ -1,5 +1,6 @@
 """Notebooks and the grid runner, executed for real with papermill and tiny parameters (slow)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -90,16 +91,18 @@ def finelip(*args, cwd):
                           env=env, timeout=900)
 
 
-def test_grid_runner_resumes_forces_and_isolates_failures(tmp_path):
+def test_grid_runner_resumes_forces_and_isolates_failures(tmp_path, monkeypatch):
     from finelip_kit.ablation import read_notebook_record
 
     (tmp_path / "grids").mkdir()
     (tmp_path / "grid.ipynb").write_bytes((ROOT / "ablations/grid.ipynb").read_bytes())
     spec = tmp_path / "grids" / "t.yaml"
-    spec.write_text("fixed: {steps: 2, batch_size: 8, eval_size: 16, reference: false, keep_model: false}\n"
+    tracked = "settings: {train.tracker: mlflow}, " if importlib.util.find_spec("mlflow") else ""
+    spec.write_text(f"fixed: {{steps: 2, batch_size: 8, eval_size: 16, reference: false, keep_model: false, {tracked}}}\n"
                     "points:\n  - {}\n  - {use_atrm: false}\n")
     runs = tmp_path / "runs" / "t"
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     first = finelip("grid", str(spec), cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "ran 2, skipped 0 (already recorded), failed 0" in first.stdout
@@ -107,6 +110,15 @@ def test_grid_runner_resumes_forces_and_isolates_failures(tmp_path):
         record = json.loads((runs / f"{name}.json").read_text())
         assert record["status"] == "ok" and read_notebook_record(runs / f"{name}.ipynb")["run_name"] == name
     assert json.loads((runs / "use_atrm=False.json").read_text())["parameters"]["use_atrm"] is False
+    if tracked:  # the points, run by papermill, land in one MLflow experiment named after the grid
+        from mlflow import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the points' processes set it
+        client = MlflowClient(tracking_uri=(runs / "mlruns").as_uri())
+        points = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+        assert {r.info.run_name: (r.data.tags["group"], r.data.tags["use_atrm"], r.info.status) for r in points} == {
+            "default": ("t", "True", "FINISHED"), "use_atrm=False": ("t", "False", "FINISHED")}
+        assert all(len(client.get_metric_history(r.info.run_id, "loss")) >= 1 for r in points)
     stamps = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.ipynb")}
 
     again = finelip("grid", str(spec), cwd=tmp_path)

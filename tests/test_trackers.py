@@ -187,33 +187,8 @@ def test_a_resumed_run_continues_its_tracker_runs(offline, tmp_path):
     assert [m.step for m in client.get_metric_history(ids["mlflow"], "loss")] == [1, 2, 3, 4]
     resumed = client.get_run(ids["mlflow"])
     assert resumed.info.status == "FINISHED" and resumed.data.tags["changed.train.steps"] == "2 -> 4"
-    assert len(client.search_runs([client.get_experiment_by_name("runs").experiment_id])) == 1
-
-
-@pytest.mark.slow
-def test_grid_points_run_by_papermill_land_in_one_mlflow_experiment_named_after_the_grid(offline, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from mlflow import MlflowClient
-
-    root = Path(__file__).resolve().parents[1]
-    (tmp_path / "grids").mkdir()
-    (tmp_path / "grid.ipynb").write_bytes((root / "ablations" / "grid.ipynb").read_bytes())
-    spec = tmp_path / "grids" / "trk.yaml"
-    spec.write_text("fixed: {steps: 2, batch_size: 8, eval_size: 16, reference: false, keep_model: false, "
-                    "settings: {train.tracker: mlflow}}\npoints:\n  - {}\n  - {atrm_k: 4}\n")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "grid", str(spec)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # as the points' processes set it (undone by the fixture)
-    client = MlflowClient(tracking_uri=(tmp_path / "runs" / "trk" / "mlruns").as_uri())
-    runs = client.search_runs([client.get_experiment_by_name("trk").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["atrm_k=4", "default"]
-    # tagged with the grid and each point's parameters (the notebook's defaults included)
-    assert {r.info.run_name: (r.data.tags["group"], r.data.tags["atrm_k"], r.data.tags["steps"]) for r in runs} == {
-        "atrm_k=4": ("trk", "4", "2"), "default": ("trk", "16", "2")}
-    assert all(r.info.status == "FINISHED" and len(client.get_metric_history(r.info.run_id, "loss")) >= 1 for r in runs)
+    # a new run in the same folder (not a resume) starts new tracker runs
+    run(RunSpec(settings=settings, name="r", results_dir=str(tmp_path / "runs"), progress=False))
+    again = json.loads((tmp_path / "runs" / "r" / "trackers.json").read_text())
+    assert again["mlflow"] != ids["mlflow"] and again["wandb"] != ids["wandb"]
+    assert len(client.search_runs([client.get_experiment_by_name("runs").experiment_id])) == 2  # the continued one, the new one

@@ -313,9 +313,10 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
 @pytest.mark.slow
 def test_two_rank_ddp_step_equals_one_rank_on_the_same_global_batch(tmp_path):
     worker = Path(__file__).with_name("train_worker.py")
-    # global: batch_scope="global", the same batch_size on 2 ranks as on 1; fine_steps: 3 steps of loss="fine",
-    # where the temperature gets no gradient (before the fix DDP's second step failed waiting for it)
-    for mode in ("plain", "grad_cache", "global", "fine_steps"):
+    # plain: 3 steps of loss="fine", where the temperature gets no gradient (before the fix DDP's second
+    # step failed waiting for it); grad_cache, and global (batch_scope="global": the same batch_size on 2
+    # ranks as on 1): one step of InfoNCE + triplet
+    for mode in ("plain", "grad_cache", "global"):
         per_rank = "8" if mode == "global" else "4"
         two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                               str(worker), str(tmp_path / f"two_{mode}"), per_rank, mode], capture_output=True, text=True,

@@ -146,7 +146,7 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Train to the configured budget; returns the logged records (also in ``metrics.jsonl``)."""
         if self.owns_trackers and self.is_main and self.config.tracker:
-            self.trackers = Trackers(self.config.tracker, self.out_dir)
+            self.trackers = Trackers(self.config.tracker, self.out_dir, resume=self.config.resume is not None)
             self.trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
         try:
             history = self._fit()

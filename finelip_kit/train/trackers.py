@@ -59,10 +59,11 @@ def check_installed(names: tuple[str, ...]) -> None:
 class Trackers:
     """The run's open trackers (none when ``names`` is empty): ``log``, ``config``, ``table``,
     ``summary``, ``close``. ``out_dir``: the run folder; ``group``: the grid (or results folder);
-    ``name``: the run or point; ``tags``: short strings (``preset:paper-b16``, ``atrm_k=16``)."""
+    ``name``: the run or point; ``tags``: short strings (``preset:paper-b16``, ``atrm_k=16``);
+    ``resume``: continue the tracker runs recorded in the run folder's ``trackers.json``."""
 
     def __init__(self, names: tuple[str, ...], out_dir: str | Path, name: str | None = None, group: str | None = None,
-                 tags: tuple[str, ...] = (), results_dir: str | Path | None = None):
+                 tags: tuple[str, ...] = (), results_dir: str | Path | None = None, resume: bool = False):
         self.names = tuple(names)
         check_installed(self.names)
         self.out_dir = Path(out_dir)
@@ -74,7 +75,7 @@ class Trackers:
         if not self.names:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        ids = self._ids()
+        ids = self._ids() if resume else {}  # a resumed run continues its tracker runs; a new run starts new ones
         for tracker in self.names:
             self._open[tracker] = getattr(self, f"_open_{tracker}")(ids.get(tracker))
         (self.out_dir / IDS_FILE).write_text(json.dumps({k: v["id"] for k, v in self._open.items() if v.get("id")}))
