@@ -270,7 +270,7 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
     from .data import CaptionView
     from .evaluate import data_protocol, evaluate_retrieval
     from .pretrained import load_model
-    from .records import RECORD_VERSION, plain_mode_names, provenance, write_record
+    from .records import RECORD_VERSION, plain_mode_names, provenance, summary_frame, write_record
     from .train import Trainer
 
     train_data, val_data, test_data = data
@@ -339,16 +339,5 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
         trackers.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         for name, values in (("test", metrics), ("validation", val_metrics)):
             if values:
-                trackers.table(f"evaluation/{name}", metrics_table(values))
+                trackers.table(f"evaluation/{name}", summary_frame({"metrics": values}).rename_axis("mode"))
     return record, history
-
-
-def metrics_table(metrics: dict[str, float]):
-    """``mode/metric`` numbers as a table: a row per scoring mode, a column per metric."""
-    import pandas as pd
-
-    rows: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        mode, _, metric = key.partition("/")
-        rows.setdefault(mode, {})[metric or mode] = value
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("mode")

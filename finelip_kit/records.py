@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .config import SCORE_MODES
 from .paths import check_name
 
 RECORD_VERSION = 2
@@ -145,3 +146,17 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite_or_none(v) for v in value]
     return value
+
+
+def summary_frame(record: dict[str, Any]):
+    """Rows: scoring modes (and the reference); columns: R@1/5/10 both ways, within-group accuracy."""
+    import pandas as pd
+
+    columns = ["t2i/R@1", "i2t/R@1", "t2i/R@5", "i2t/R@5", "t2i/R@10", "i2t/R@10", "group/t2i", "group/i2t"]
+    rows = {}
+    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in record["metrics"]) if m in SCORE_MODES]
+    for mode in modes:
+        rows[mode] = [record["metrics"].get(f"{mode}/{c}") for c in columns]
+    if record.get("reference"):
+        rows["reference: " + record["reference"]["name"]] = [record["reference"]["metrics"].get(f"global/{c}") for c in columns]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).round(1)

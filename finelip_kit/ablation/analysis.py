@@ -6,23 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..config import SCORE_MODES
-from ..records import read_record
+from ..records import read_record, summary_frame  # noqa: F401  (summary_frame: re-exported)
 from ..settings import all_keys, canonical, short_name
-
-
-def summary_frame(record: dict[str, Any]):
-    """Rows: scoring modes (and the reference); columns: R@1/5/10 both ways, within-group accuracy."""
-    import pandas as pd
-
-    columns = ["t2i/R@1", "i2t/R@1", "t2i/R@5", "i2t/R@5", "t2i/R@10", "i2t/R@10", "group/t2i", "group/i2t"]
-    rows = {}
-    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in record["metrics"]) if m in SCORE_MODES]
-    for mode in modes:
-        rows[mode] = [record["metrics"].get(f"{mode}/{c}") for c in columns]
-    if record.get("reference"):
-        rows["reference: " + record["reference"]["name"]] = [record["reference"]["metrics"].get(f"global/{c}") for c in columns]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).round(1)
 
 
 # ----------------------------------------------------------------------------- reading records

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,6 @@ class Trackers:
                 handle["run"].log(numbers, step=step)
             elif tracker == "mlflow":
                 from mlflow.entities import Metric
-
-                import time
 
                 now = int(time.time() * 1000)
                 metrics = [Metric(_mlflow_key(k), v, now, step) for k, v in numbers.items()]
