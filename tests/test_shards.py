@@ -243,6 +243,17 @@ def test_a_remainder_is_left_out_counted_and_differs_by_epoch(tmp_path):
         ShardEpoch(shards, 32, world_size=2)
 
 
+def test_a_rank_indexes_its_own_shards_once_for_its_workers(tmp_path):
+    write_shards(scenes(48), tmp_path, shard_size=7)
+    shards = load_pairs(f"wds:{tmp_path}")
+    assert shards._indexes == {}  # the manifest's counts: nothing scanned at load
+    stream = ShardEpoch(shards, 4, epoch=0, seed=5, rank=0, world_size=2)
+    needed = stream.index_shards()
+    ranges = [(int(shards.starts[s]), int(shards.starts[s + 1])) for s in needed]
+    assert sorted(shards._indexes) == sorted(needed) and len(needed) < len(shards.counts)
+    assert all(any(a <= p < b for a, b in ranges) for p in stream.positions())
+
+
 def test_a_resumed_epoch_continues_with_the_same_batches(tmp_path):
     write_shards(scenes(40), tmp_path, shard_size=6)
     shards = load_pairs(f"wds:{tmp_path}")

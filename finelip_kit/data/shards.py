@@ -473,6 +473,15 @@ class ShardEpoch(IterableDataset):
         window = window_order(per_rank, self.shuffle_buffer, hash((self.seed, self.epoch, self.rank)) % 2**62)
         return mine[window].tolist()
 
+    def index_shards(self) -> set[int]:
+        """Scan, in this process, the headers of the shards this rank reads this epoch, so that the
+        DataLoader's workers inherit the offsets instead of each scanning them again every epoch
+        (scans are kept across epochs). Returns those shards."""
+        needed = {int(np.searchsorted(self.shards.starts, p, side="right") - 1) for p in self.positions()}
+        for shard in needed:
+            self.shards.index(shard)
+        return needed
+
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start_batch
 

@@ -222,6 +222,8 @@ class Trainer:
             # a resume then leaves the global RNG exactly where the uninterrupted run has it.
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
             if self.streamed:  # the dataset yields this rank's batches, round-robin over the workers
+                if cfg.num_workers:
+                    self.dataset.index_shards()  # once here, not in every worker every epoch
                 loader = DataLoader(self.dataset, batch_size=None, generator=generator, collate_fn=self.collate,
                                     num_workers=cfg.num_workers)
             else:
