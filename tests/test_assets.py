@@ -35,7 +35,33 @@ def test_unknown_names_are_refused():
         FineLIP.from_pretrained("tiny-imaginary-clip")
 
 
+def test_the_packaged_weights_give_the_recorded_metrics():
+    from finelip_kit.pretrain import base_metrics
+
+    recorded = asset_metrics("tiny-synthetic-clip")
+    measured = base_metrics(FineLIP.from_pretrained("tiny-synthetic-clip"))
+    for key, value in measured.items():  # the same evaluation of the same weights (rows past the vocabulary are unused)
+        assert abs(value - recorded[key]) <= 0.1, (key, value, recorded[key])
+
+
 @pytest.mark.slow
+def test_the_script_reproduces_the_recorded_warm_up(tmp_path):
+    """The first 50 steps are the warm-up, which does not depend on the run's length: a 50-step
+    rerun must log the losses the 600-step run recorded at steps 1 and 50 (bitwise on the machine
+    that made the asset). The whole rerun, with the final metrics, is the ``full`` test below
+    (6 minutes on 2 cores: outside CI's 20-minute budget; ``pytest -m full``)."""
+    from finelip_kit.pretrain import PRETRAIN, pretrain_tiny
+
+    recorded = asset_metrics("tiny-synthetic-clip")
+    warmup = PRETRAIN["warmup_steps"]
+    metrics = pretrain_tiny(tmp_path, steps=warmup, seed=recorded["seed"], progress=False)
+    assert sorted(metrics["loss"]) == [1, warmup]
+    for step in (1, warmup):
+        assert abs(metrics["loss"][step] - recorded["loss"][str(step)]) <= 1e-3, (step, metrics["loss"][step])
+
+
+@pytest.mark.slow
+@pytest.mark.full
 def test_recorded_metrics_reproduce_when_the_script_is_rerun(tmp_path):
     from finelip_kit.pretrain import pretrain_tiny
 

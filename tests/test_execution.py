@@ -8,6 +8,7 @@ from finelip_kit import create_model, get_tokenizer
 from finelip_kit.data import Collate, SyntheticConfig, SyntheticScenes, clip_transform
 from finelip_kit.data.collate import PairDataset
 from finelip_kit.train import TrainConfig, Trainer
+from finelip_kit.train.execution import adamw_kernel, matmul_precision, pin_memory, tf32_setting
 
 SMALL = {"vision.image_size": 32, "text.context_length": 200, "atrm_k": 4}
 
@@ -83,7 +84,8 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 # compile: aot_eager traces and compiles the towers' graphs as inductor does, without inductor's
 # minute of C++ code generation on CPU (inductor itself: measured once, see the README)
-@pytest.mark.parametrize("option", [{"attention": "eager"}, {"grad_checkpointing": True}, {"compile": "aot_eager"}])
+@pytest.mark.parametrize("option", [{"attention": "eager"}, {"grad_checkpointing": True}, {"compile": "aot_eager"},
+                                    {"adamw_kernel": "fused"}])
 def test_training_under_each_option_resumes_exactly_and_matches_the_default(tmp_path, option):
     data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=32)
 
@@ -111,3 +113,46 @@ def test_training_under_each_option_resumes_exactly_and_matches_the_default(tmp_
     crossed = train("crossed", resume=str(tmp_path / "default" / "checkpoints" / "step_0000002"), **option)
     for key in crossed:
         torch.testing.assert_close(crossed[key], default[key], atol=1e-4, rtol=1e-3, msg=key)
+
+
+def test_the_adamw_kernel_is_chosen_per_device_and_a_resume_takes_the_one_asked_for(tmp_path):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert adamw_kernel("auto", cpu) == "foreach" and adamw_kernel("auto", cuda) == "fused"
+    assert adamw_kernel("fused", cpu) == "fused" and adamw_kernel("foreach", cuda) == "foreach"
+    with pytest.raises(ValueError, match="adamw_kernel must be one of .* got 'apex'"):
+        TrainConfig(adamw_kernel="apex")
+    data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=16)
+
+    def trainer(name, **settings):
+        config = TrainConfig(out_dir=str(tmp_path / name), steps=2, batch_size=8, progress=False, **settings)
+        return Trainer(tiny(), data, config)
+
+    first = trainer("foreach")
+    assert [(g["fused"], g["foreach"]) for g in first.optimizer.param_groups] == [(False, True)] * len(first.optimizer.param_groups)
+    first.fit()
+    # load_state_dict alone would bring the checkpoint's foreach kernel back under adamw_kernel="fused"
+    second = trainer("fused", adamw_kernel="fused")
+    second.load_checkpoint(tmp_path / "foreach" / "checkpoints" / "step_0000002")
+    assert all(g["fused"] and not g["foreach"] for g in second.optimizer.param_groups)
+    states = list(second.optimizer.state.values())
+    assert len(states) > 50 and all(s["step"].item() == 2 for s in states)
+
+
+def test_tf32_is_set_on_ampere_and_newer_only_and_the_process_setting_comes_back(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert tf32_setting(True, cpu) is None and not pin_memory(cpu) and pin_memory(cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert tf32_setting(True, cuda) is True and tf32_setting(False, cuda) is False
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100: no TF32
+    assert tf32_setting(True, cuda) is False
+    before = torch.get_float32_matmul_precision()
+    with matmul_precision(True):
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.get_float32_matmul_precision() == before
+    with matmul_precision(False):
+        assert torch.get_float32_matmul_precision() == "highest"
+    with matmul_precision(None):
+        assert torch.get_float32_matmul_precision() == before
+    assert torch.get_float32_matmul_precision() == before
+    with pytest.raises(ValueError, match="tf32 must be true or false, got 'yes'"):
+        TrainConfig(tf32="yes")

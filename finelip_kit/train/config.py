@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ATTENTION
+from .execution import ADAMW_KERNELS
 
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
                   "save_every", "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing",
-                  "compile")
+                  "compile", "tf32", "adamw_kernel")
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -56,6 +57,8 @@ class TrainConfig:
     attention: str = "sdpa"  # the towers' attention: "sdpa" (fused kernels) or "eager" (the reference)
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory (L/14, large batches)
     compile: bool | str = False  # torch.compile the two towers in place (true: inductor; or a backend's name, e.g. aot_eager)
+    tf32: bool = True  # float32 matmuls in TF32 on CUDA devices of compute capability >= 8 (Ampere, Hopper); false: IEEE
+    adamw_kernel: str = "auto"  # auto: fused on CUDA, foreach (PyTorch's default) elsewhere; or "fused" / "foreach"
     num_workers: int = 0
     shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False
@@ -126,6 +129,8 @@ class TrainConfig:
             (self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1 (1: no shuffling within shards), got {self.shuffle_buffer}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}, got {self.attention!r}"),
+            (isinstance(self.tf32, bool), f"tf32 must be true or false, got {self.tf32!r}"),
+            (self.adamw_kernel in ADAMW_KERNELS, f"adamw_kernel must be one of {ADAMW_KERNELS}, got {self.adamw_kernel!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -46,6 +46,7 @@ from .checkpoint import (
     trim_log,
 )
 from .config import TrainConfig, lr_factor, official_lr_factor
+from .execution import adamw, matmul_precision, pin_memory, tf32_setting, with_kernel
 from .sampling import EpochSampler, SeededPairs, _groups
 from .trackers import Trackers, check_installed
 
@@ -117,7 +118,7 @@ class Trainer:
         groups = parameter_groups(model, config.lr_backbone, config.lr_new, config.weight_decay,
                                   lr_positions=config.lr_positions, lr_logit_scale=config.lr_logit_scale,
                                   weight_decay_on=config.weight_decay_on)
-        self.optimizer = torch.optim.AdamW(groups, betas=config.adam_betas, eps=config.adam_eps)
+        self.optimizer = adamw(groups, config.adam_betas, config.adam_eps, config.adamw_kernel, self.device)
         for group in self.optimizer.param_groups:
             group["base_lr"] = group["lr"]
         self.autocast_dtype, self.scaler = _precision(config.precision, self.device)
@@ -149,7 +150,8 @@ class Trainer:
             self.trackers = Trackers(self.config.tracker, self.out_dir, resume=self.config.resume is not None)
             self.trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
         try:
-            history = self._fit()
+            with matmul_precision(tf32_setting(self.config.tf32, self.device)):
+                history = self._fit()
         except BaseException:
             if self.owns_trackers:
                 self.trackers.close(failed=True)
@@ -225,10 +227,11 @@ class Trainer:
                 if cfg.num_workers:
                     self.dataset.index_shards()  # once here, not in every worker every epoch
                 loader = DataLoader(self.dataset, batch_size=None, generator=generator, collate_fn=self.collate,
-                                    num_workers=cfg.num_workers)
+                                    num_workers=cfg.num_workers, pin_memory=pin_memory(self.device))
             else:
                 loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, generator=generator,
-                                    collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True)
+                                    collate_fn=self.collate, num_workers=cfg.num_workers, drop_last=True,
+                                    pin_memory=pin_memory(self.device))
             group: list[dict[str, Any]] = []
             for batch in loader:
                 group.append(batch)
@@ -522,7 +525,7 @@ class Trainer:
         weights = read_state_dict(path / WEIGHTS_FILE)
         check_weights(self.model.state_dict(), weights, str(path / WEIGHTS_FILE))
         self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(with_kernel(state["optimizer"], self.optimizer))
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
