@@ -25,9 +25,16 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from finelip_kit import create_model, preset
+from finelip_kit import clim, create_model, preset
 from finelip_kit.clim import clim_candidate_scores, clim_scores
 from finelip_kit.train import parameter_groups
+from finelip_kit.train.execution import adamw, matmul_precision, pin_memory, tf32_setting
+
+# The trainer's execution defaults (TrainConfig: attention, tf32, adamw_kernel; pinned host
+# batches on CUDA); the options table flips one at a time.
+PHASES = ("data", "forward", "backward", "optimiser")
+DEFAULTS = {"attention": "sdpa", "tf32": True, "adamw_kernel": "auto", "pinned": True, "grad_checkpointing": False,
+            "compile": False}
 
 
 def device_name(device: torch.device) -> str:
@@ -75,49 +82,98 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def time_finelip(model, batches, device, dtype, grad_cache: bool) -> dict:
-    """Mean seconds per phase over ``batches`` (after one warm-up step); grad cache: the whole
-    step as the trainer runs it (encode without a graph, loss, re-encode with the cached gradients)."""
+def time_finelip(model, batches, device, dtype, grad_cache: bool, options: dict | None = None) -> dict:
+    """Mean seconds per phase over ``batches`` (after one warm-up step, whose own time is returned as
+    ``first``); grad cache: the whole step as the trainer runs it (encode without a graph, loss,
+    re-encode with the cached gradients). ``options``: the execution choices (``DEFAULTS``' keys)."""
     from finelip_kit.data import SyntheticConfig, SyntheticScenes
     from finelip_kit.train import TrainConfig, Trainer
 
-    optimizer = torch.optim.AdamW(parameter_groups(model, 1e-6, 2e-4, 0.01), fused=device.type == "cuda" or None)
+    options = {**DEFAULTS, **(options or {})}
+    model.set_attention(options["attention"]).set_grad_checkpointing(options["grad_checkpointing"])
+    optimizer = adamw(parameter_groups(model, 1e-6, 2e-4, 0.01), (0.9, 0.98), 1e-6, options["adamw_kernel"], device)
+    if options["pinned"] and pin_memory(device):
+        batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
     trainer = None
     if grad_cache:
         tiny_data = SyntheticScenes(SyntheticConfig(image_size=model.config.vision.image_size), split="train", size=4)
         config = TrainConfig(out_dir="/tmp/finelip-bench-unused", batch_size=2, grad_cache=True, progress=False,
-                             device=str(device), precision="bf16" if dtype is torch.bfloat16 else "fp32")
+                             device=str(device), precision="bf16" if dtype is torch.bfloat16 else "fp32",
+                             attention=options["attention"], grad_checkpointing=options["grad_checkpointing"])
         trainer = Trainer(model, tiny_data, config)
         trainer.optimizer = optimizer
-    totals = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
-    for index, host in enumerate([batches[0], *batches]):
-        sync(device)
-        t0 = time.perf_counter()
-        batch = to_device(host, device)
-        sync(device)
-        t1 = time.perf_counter()
-        if trainer is not None:  # two micro-batches, the contrastive batch whole
-            half = host["images"].shape[0] // 2
-            micro = [{k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}]
-            trainer._grad_cache_backward([{**m, "stats": {}} for m in micro], {})
+    totals = dict.fromkeys(PHASES, 0.0)
+    with matmul_precision(tf32_setting(options["tf32"], device)):
+        for index, host in enumerate([batches[0], *batches]):
             sync(device)
-            t2 = t3 = time.perf_counter()
-        else:
-            with autocast(device, dtype):
-                loss = model(batch)["loss"]
+            t0 = time.perf_counter()
+            batch = to_device(host, device)
             sync(device)
-            t2 = time.perf_counter()
-            loss.backward()
+            t1 = time.perf_counter()
+            if trainer is not None:  # two micro-batches, the contrastive batch whole
+                half = host["images"].shape[0] // 2
+                micro = [{k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()}]
+                trainer._grad_cache_backward([{**m, "stats": {}} for m in micro], {})
+                sync(device)
+                t2 = t3 = time.perf_counter()
+            else:
+                with autocast(device, dtype):
+                    loss = model(batch)["loss"]
+                sync(device)
+                t2 = time.perf_counter()
+                loss.backward()
+                sync(device)
+                t3 = time.perf_counter()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
             sync(device)
-            t3 = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        t4 = time.perf_counter()
-        if index:  # the first is the warm-up
-            for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                totals[key] += seconds / len(batches)
-    return totals
+            t4 = time.perf_counter()
+            if index:  # the first is the warm-up (with compile: the compilation)
+                for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    totals[key] += seconds / len(batches)
+            else:
+                first = t4 - t0
+    model.set_attention("sdpa").set_grad_checkpointing(False)
+    return {**totals, "first": first}
+
+
+def execution_options(name: str, overrides: dict, batch_size: int, steps: int, device, dtype, generator,
+                      compile_backend: str) -> None:
+    """One FineLIP step (grad cache off) under the trainer's defaults, then with each execution
+    choice flipped alone, side by side in this run: what each one buys."""
+    rows = [("the trainer's defaults (SDPA, TF32, AdamW auto, pinned)", {}),
+            ("attention eager", {"attention": "eager"}),
+            ("TF32 off (IEEE float32 matmuls)", {"tf32": False}),
+            ("AdamW foreach", {"adamw_kernel": "foreach"}),
+            ("AdamW fused", {"adamw_kernel": "fused"}),
+            ("pageable host batches", {"pinned": False}),
+            ("gradient checkpointing", {"grad_checkpointing": True}),
+            (f"towers compiled ({compile_backend})", {"compile": compile_backend})]
+    torch.manual_seed(0)
+    model = create_model(name, **overrides).to(device).train()
+    hosts = [synthetic_batch(batch_size, model.config.vision.image_size, model.context_length,
+                             model.config.text.vocab_size, generator) for _ in range(steps)]
+    print(f"\n| execution ({name}, batch {batch_size}, grad cache off) | step ms | ÷ defaults | first step s | "
+          f"data ms | peak memory |\n|---|---|---|---|---|---|")
+    baseline = None
+    for label, options in rows:
+        if options.get("compile"):  # in place, as the trainer does; last, since it stays compiled
+            model.vision.compile(backend=options["compile"])
+            model.text.compile(backend=options["compile"])
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            parts = time_finelip(model, hosts, device, dtype, grad_cache=False, options=options)
+        except torch.OutOfMemoryError:
+            print(f"| {label} | out of memory | | | | |")
+            torch.cuda.empty_cache()
+            continue
+        step = sum(parts[k] for k in PHASES)
+        baseline = baseline or step
+        memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else "–"
+        print(f"| {label} | {1000 * step:.0f} | {step / baseline:.2f} | {parts['first']:.1f} | "
+              f"{1000 * parts['data']:.1f} | {memory} |")
+    del model
 
 
 def step_flops(model, batch, device, dtype) -> float:
@@ -162,25 +218,35 @@ def time_open_clip(batch_size: int, image_size: int, steps: int, device, dtype, 
     return total
 
 
-def gallery(n: int, k: int, d: int, device, peak_fp32: float, generator) -> list[tuple[str, float, str]]:
-    """CLIM over an ``n × n`` gallery of ``k`` tokens each (d dims): full, its GEMM floor, two-stage."""
+def gallery(n: int, k: int, d: int, device, peak_fp32: float, generator, compile_backend: str) -> list[tuple[str, float, str]]:
+    """CLIM over an ``n × n`` gallery of ``k`` tokens each (d dims): full, its GEMM floor, the same
+    chunked scorer with its late interaction (mask, max, mean) compiled, and the two-stage rerank."""
     images = torch.nn.functional.normalize(torch.randn(n, k, d, generator=generator), dim=-1).to(device)
     texts = torch.nn.functional.normalize(torch.randn(n, k, d, generator=generator), dim=-1).to(device)
     globals_i, globals_t = images.mean(1), texts.mean(1)
+
+    def timed(score):
+        score()  # warm-up (and, compiled, the compilation for these block shapes)
+        sync(device)
+        start = time.perf_counter()
+        out = score()
+        sync(device)
+        return time.perf_counter() - start, out
+
     with torch.no_grad():
-        clim_scores(images[:64], texts[:64])  # warm-up
-        sync(device)
-        start = time.perf_counter()
-        clim_scores(images, texts)
-        sync(device)
-        full = time.perf_counter() - start
-        start = time.perf_counter()
-        candidates = (globals_t @ globals_i.T).topk(min(50, n), dim=-1).indices  # texts' top-50 images
-        clim_candidate_scores(images, texts, candidates, by="text")
-        sync(device)
-        two_stage = time.perf_counter() - start
+        full, reference = timed(lambda: clim_scores(images, texts))
+        eager = clim._late_interaction
+        clim._late_interaction = torch.compile(eager, backend=compile_backend)  # the candidate fused reduction
+        try:
+            fused, scores = timed(lambda: clim_scores(images, texts))
+        finally:
+            clim._late_interaction = eager
+        difference = float((scores - reference).abs().max())
+        two_stage, _ = timed(lambda: clim_candidate_scores(images, texts, (globals_t @ globals_i.T).topk(min(50, n), dim=-1).indices, by="text"))
     floor = 2 * (n * k) ** 2 * d / peak_fp32
     return [(f"CLIM {n} x {n}, {k} tokens, d {d} (fp32)", full, f"{full / floor:.2f} x its GEMM floor ({floor:.3f} s)"),
+            (f"CLIM, late interaction compiled ({compile_backend})", fused,
+             f"{full / fused:.2f} x the chunked scorer's speed; scores within {difference:.1e}"),
             ("two-stage: global top-50, then CLIM (t2i)", two_stage, f"{full / two_stage:.1f} x faster than full CLIM")]
 
 
@@ -191,12 +257,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--gallery", type=int, default=5000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tiny", action="store_true", help="toy sizes (the tiny preset, 64 px, batch 8): runs on CPU")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of the compiled rows")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes (the tiny preset, 64 px, batch 8; compile with "
+                                                            "aot_eager, not inductor's minutes of C++ builds): runs on CPU")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else None  # the trainer's precision: bf16 on CUDA, fp32 on CPU
     if args.tiny:
         args.models, args.batches, args.steps, args.gallery = ["tiny"], [8], 2, 200
+        args.compile_backend = "aot_eager"
     generator = torch.Generator().manual_seed(0)
     size = 512 if args.tiny else 8192
     peak = matmul_peak(device, dtype or torch.float32, size)
@@ -206,10 +275,10 @@ def main() -> None:
     print("| model | batch | grad cache | samples/s | step ms | data | forward | backward | optimiser | peak memory | MFU |"
           " open_clip B-16 step ms | ÷ open_clip |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    overrides = {"text.context_length": 248, "use_atrm": True, "use_clim": True, "loss": "fine"}
+    if args.tiny:
+        overrides.update({"vision.image_size": 64, "text.context_length": 200})
     for name in args.models:
-        overrides = {"text.context_length": 248, "use_atrm": True, "use_clim": True, "loss": "fine"}
-        if args.tiny:
-            overrides.update({"vision.image_size": 64, "text.context_length": 200})
         torch.manual_seed(0)
         model = create_model(name, **overrides).to(device).train()
         image_size, context = model.config.vision.image_size, model.context_length
@@ -227,17 +296,19 @@ def main() -> None:
                     print(f"| {name} | {batch_size} | {'on' if grad_cache else 'off'} | out of memory |" + " |" * 9)
                     torch.cuda.empty_cache()
                     continue
-                step = sum(parts.values())
+                step = sum(parts[k] for k in PHASES)
                 memory = (f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else "–")
                 mfu = flops / (step - parts["data"]) / peak
                 against = f"{1000 * reference:.0f} | {step / reference:.2f}" if reference else "– | –"
-                split = " | ".join(f"{1000 * parts[k]:.0f}" for k in ("data", "forward", "backward", "optimiser"))
+                split = " | ".join(f"{1000 * parts[k]:.0f}" for k in PHASES)
                 print(f"| {name} | {batch_size} | {'on' if grad_cache else 'off'} | {batch_size / step:,.0f} | "
                       f"{1000 * step:.0f} | {split} | {memory} | {100 * mfu:.1f}% | {against} |")
         del model
+    execution_options(args.models[0], overrides, args.batches[0], args.steps, device, dtype, generator, args.compile_backend)
     k = 8 if args.tiny else preset("clip-b16").atrm_k
     print("\n| gallery scoring | seconds | |\n|---|---|---|")
-    for label, seconds, note in gallery(args.gallery, k, 64 if args.tiny else 512, device, peak_fp32, generator):
+    for label, seconds, note in gallery(args.gallery, k, 64 if args.tiny else 512, device, peak_fp32, generator,
+                                        args.compile_backend):
         print(f"| {label} | {seconds:.3f} | {note} |")
 
 

@@ -6,7 +6,8 @@ Prints samples/s, the time per step split into data / forward / backward / optim
 peak RSS, and the achieved FLOP/s (FLOPs counted by torch's FlopCounterMode on one
 step) as a fraction of this machine's measured fp32 matmul throughput. With
 ``--compare-execution``, also the same steps under each execution choice side by side
-(fused SDPA attention, the eager reference, gradient checkpointing): ms per step and ratios.
+(fused SDPA attention, the eager reference, gradient checkpointing, the fused AdamW kernel
+against PyTorch's default foreach one): ms per step and ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from finelip_kit import create_model, get_tokenizer
 from finelip_kit.data import Collate, PairDataset, SyntheticScenes, clip_transform
 from finelip_kit.recipe import TRAIN_PRESETS
 from finelip_kit.train import parameter_groups
+from finelip_kit.train.execution import adamw
 
 
 def matmul_throughput(size: int = 2048, repeats: int = 5) -> float:
@@ -49,7 +51,7 @@ def main() -> None:
     model.train()
     dataset = PairDataset(SyntheticScenes(split="train", size=args.batch_size * (args.steps + 3)), clip_transform(model.config.vision))
     collate = Collate(get_tokenizer(context_length=model.context_length))
-    optimizer = torch.optim.AdamW(parameter_groups(model, 1e-4, 1e-3, 0.01))
+    optimizer = adamw(parameter_groups(model, 1e-4, 1e-3, 0.01), (0.9, 0.98), 1e-6, "auto", torch.device("cpu"))
 
     def batch(i: int):
         return collate([dataset[j] for j in range(i * args.batch_size, (i + 1) * args.batch_size)])
@@ -96,18 +98,21 @@ def main() -> None:
     print(f"FLOPs per step (forward + backward): {flops / 1e9:.2f} GFLOP; achieved {flops / compute / 1e9:.1f} GFLOP/s "
           f"= {100 * flops / compute / peak:.1f}% of the measured fp32 matmul throughput ({peak / 1e9:.1f} GFLOP/s)")
     if args.compare_execution:
-        compare_execution(model, optimizer, [batch(i + 3) for i in range(args.steps)])
+        fused = adamw(parameter_groups(model, 1e-4, 1e-3, 0.01), (0.9, 0.98), 1e-6, "fused", torch.device("cpu"))
+        compare_execution(model, {"foreach": optimizer, "fused": fused}, [batch(i + 3) for i in range(args.steps)])
 
 
-def compare_execution(model, optimizer, batches, rounds: int = 3) -> None:
+def compare_execution(model, optimizers, batches, rounds: int = 3) -> None:
     """Forward + backward + step of the same batches under each execution choice, interleaved
-    over ``rounds`` so drift on a noisy machine hits every variant alike; the best round counts."""
-    variants = {"sdpa (default)": ("sdpa", False), "eager attention": ("eager", False),
-                "sdpa + grad checkpointing": ("sdpa", True)}
+    over ``rounds`` so drift on a noisy machine hits every variant alike; the best round counts.
+    ``optimizers``: AdamW over the model's parameters with the foreach and the fused kernel."""
+    variants = {"sdpa (default)": ("sdpa", False, "foreach"), "eager attention": ("eager", False, "foreach"),
+                "sdpa + grad checkpointing": ("sdpa", True, "foreach"), "sdpa + fused AdamW": ("sdpa", False, "fused")}
     best = {name: float("inf") for name in variants}
     for _ in range(rounds):
-        for name, (attention, checkpointing) in variants.items():
+        for name, (attention, checkpointing, kernel) in variants.items():
             model.set_attention(attention).set_grad_checkpointing(checkpointing)
+            optimizer = optimizers[kernel]
             start = time.perf_counter()
             for b in batches:
                 model(b)["loss"].backward()

@@ -31,7 +31,21 @@ def test_bench_gpu_prints_the_step_split_mfu_the_open_clip_ratio_and_gallery_sco
         assert samples > 0 and step > 0 and abs(step - (data + forward + backward + optimiser)) <= 4  # ms, rounded
         assert re.fullmatch(r"\d+\.\d%", cells[10]) and float(cells[10][:-1]) > 0  # MFU
         assert float(cells[11]) > 0 and float(cells[12]) == pytest.approx(step / float(cells[11]), rel=0.05)
+    # each execution choice flipped alone, against the trainer's defaults, in the same run
+    table = out.split("| execution (tiny, batch 8, grad cache off) |")[1].split("\n\n")[0].splitlines()[2:]
+    options = {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in table)}
+    assert list(options) == ["the trainer's defaults (SDPA, TF32, AdamW auto, pinned)", "attention eager",
+                             "TF32 off (IEEE float32 matmuls)", "AdamW foreach", "AdamW fused", "pageable host batches",
+                             "gradient checkpointing", "towers compiled (aot_eager)"]
+    base = float(options["the trainer's defaults (SDPA, TF32, AdamW auto, pinned)"][0])
+    for label, (step, ratio, first, data, memory) in options.items():
+        assert float(step) > 0 and float(ratio) == pytest.approx(float(step) / base, abs=0.01), label
+    compiled = options["towers compiled (aot_eager)"]
+    assert float(compiled[2]) * 1000 > float(compiled[0])  # the first step holds the compilation
     assert re.search(r"\| CLIM 200 x 200, 8 tokens, d 64 \(fp32\) \| [\d.]+ \| [\d.]+ x its GEMM floor", out)
+    fused = re.search(r"\| CLIM, late interaction compiled \(aot_eager\) \| [\d.]+ \| [\d.]+ x the chunked scorer's "
+                      r"speed; scores within ([\d.e+-]+) \|", out)
+    assert fused and float(fused.group(1)) <= 1e-5
     assert re.search(r"\| two-stage: global top-50, then CLIM \(t2i\) \| [\d.]+ \| [\d.]+ x faster than full CLIM", out)
 
 
