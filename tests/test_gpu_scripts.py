@@ -46,6 +46,7 @@ def test_bench_gpu_prints_the_step_split_mfu_the_open_clip_ratio_and_gallery_sco
     fused = re.search(r"\| CLIM, late interaction compiled \(aot_eager\) \| [\d.]+ \| [\d.]+ x the chunked scorer's "
                       r"speed; scores within ([\d.e+-]+) \|", out)
     assert fused and float(fused.group(1)) <= 1e-5
+    assert "| CLIM, fused Triton kernel (finelip_kit.clim_fused) | nan | CUDA only (Triton) |" in out
     assert re.search(r"\| two-stage: global top-50, then CLIM \(t2i\) \| [\d.]+ \| [\d.]+ x faster than full CLIM", out)
 
 
