@@ -12,7 +12,7 @@ FLOPs, counted by torch's FlopCounterMode, per second ÷ the device's bf16 matmu
 measured in the same run); then open_clip's ViT-B-16 step (random weights, its 77-token text,
 its ClipLoss) at the same batch and the ratio of the two step times (the headline; goal ≤ 1.3);
 then, for the first model and batch, the trainer's execution defaults and each choice flipped
-alone (eager attention, TF32 off, AdamW foreach / fused, pageable batches, checkpointing,
+alone (eager attention, TF32 off, each AdamW kernel, pageable batches, checkpointing,
 compiled towers); then CLIM scoring of a gallery (5k × 5k at the paper's K) against its GEMM
 floor, beside the same scorer with its late interaction compiled and the fused Triton kernel
 (``finelip_kit.clim_fused``, CUDA), and the two-stage rerank (global top-50, then CLIM) against
@@ -149,6 +149,7 @@ def execution_options(name: str, overrides: dict, batch_size: int, steps: int, d
             ("attention eager", {"attention": "eager"}),
             ("TF32 off (IEEE float32 matmuls)", {"tf32": False}),
             ("AdamW foreach", {"adamw_kernel": "foreach"}),
+            ("AdamW for-loop", {"adamw_kernel": "for-loop"}),
             ("AdamW fused", {"adamw_kernel": "fused"}),
             ("pageable host batches", {"pinned": False}),
             ("gradient checkpointing", {"grad_checkpointing": True}),

@@ -35,7 +35,7 @@ def test_bench_gpu_prints_the_step_split_mfu_the_open_clip_ratio_and_gallery_sco
     table = out.split("| execution (tiny, batch 8, grad cache off) |")[1].split("\n\n")[0].splitlines()[2:]
     options = {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in table)}
     assert list(options) == ["the trainer's defaults (SDPA, TF32, AdamW auto, pinned)", "attention eager",
-                             "TF32 off (IEEE float32 matmuls)", "AdamW foreach", "AdamW fused", "pageable host batches",
+                             "TF32 off (IEEE float32 matmuls)", "AdamW foreach", "AdamW for-loop", "AdamW fused", "pageable host batches",
                              "gradient checkpointing", "towers compiled (aot_eager)"]
     base = float(options["the trainer's defaults (SDPA, TF32, AdamW auto, pinned)"][0])
     for label, (step, ratio, first, data, memory) in options.items():

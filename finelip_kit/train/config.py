@@ -58,7 +58,7 @@ class TrainConfig:
     grad_checkpointing: bool = False  # recompute block activations in backward: less memory (L/14, large batches)
     compile: bool | str = False  # torch.compile the two towers in place (true: inductor; or a backend's name, e.g. aot_eager)
     tf32: bool = True  # float32 matmuls in TF32 on CUDA devices of compute capability >= 8 (Ampere, Hopper); false: IEEE
-    adamw_kernel: str = "auto"  # auto: fused on CUDA, foreach (PyTorch's default) elsewhere; or "fused" / "foreach"
+    adamw_kernel: str = "auto"  # auto: fused on CUDA, PyTorch's default elsewhere (CPU: the for-loop); or fused / foreach / for-loop
     num_workers: int = 0
     shuffle_buffer: int = 1000  # webdataset shards: samples shuffled within a window this long (1: shard order only)
     augment: bool = False

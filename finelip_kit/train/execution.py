@@ -17,16 +17,17 @@ from typing import Any, Iterator
 
 import torch
 
-ADAMW_KERNELS = ("auto", "fused", "foreach")
+ADAMW_KERNELS = ("auto", "fused", "foreach", "for-loop")
 
 
 def adamw_kernel(setting: str, device: torch.device) -> str:
-    """``auto``: the fused kernel on CUDA (one launch for every parameter's update); PyTorch's own
-    default (``foreach``) elsewhere, so CPU runs, and the results recorded from them, stay as they were."""
+    """``auto``: the fused kernel on CUDA (one launch for every parameter's update); elsewhere what
+    PyTorch picks by default (the for-loop on CPU), so CPU runs, and the results recorded from
+    them, stay bitwise as they were. ``foreach`` / ``for-loop`` / ``fused`` force one."""
     if setting not in ADAMW_KERNELS:
         raise ValueError(f"adamw_kernel must be one of {ADAMW_KERNELS}, got {setting!r}")
     if setting == "auto":
-        return "fused" if device.type == "cuda" else "foreach"
+        return "fused" if device.type == "cuda" else "default"
     return setting
 
 
@@ -34,6 +35,8 @@ def adamw(groups: list[dict[str, Any]], betas: tuple[float, float], eps: float, 
           device: torch.device) -> torch.optim.AdamW:
     """AdamW over ``groups`` with the ``kernel`` ``adamw_kernel`` picks for ``device``."""
     chosen = adamw_kernel(kernel, device)
+    if chosen == "default":
+        return torch.optim.AdamW(groups, betas=betas, eps=eps)
     return torch.optim.AdamW(groups, betas=betas, eps=eps, fused=chosen == "fused", foreach=chosen == "foreach")
 
 
