@@ -25,6 +25,7 @@ setup: $(STAMP)
 # Tests run in TEST_WORKERS processes (pytest-xdist), a test file per process at a time (the SLURM
 # cluster and the browser are started once per file), each with one thread: on 2 cores that is
 # 11 min against about 17 for plain `.venv/bin/python -m pytest` (one process, two threads).
+# The packaged base's whole pretraining rerun (6 min) is left to `pytest -m full`.
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
