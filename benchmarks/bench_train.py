@@ -1,13 +1,16 @@
 """Training throughput of the ``synthetic-tiny`` preset on this machine.
 
-    python benchmarks/bench_train.py [--steps 10] [--batch-size 64] [--loss fine] [--compare-execution]
+    python benchmarks/bench_train.py [--steps 10] [--batch-size 64] [--loss fine] [--compare-execution] [--epoch-restart]
 
 Prints samples/s, the time per step split into data / forward / backward / optimiser,
 peak RSS, and the achieved FLOP/s (FLOPs counted by torch's FlopCounterMode on one
 step) as a fraction of this machine's measured fp32 matmul throughput. With
 ``--compare-execution``, also the same steps under each execution choice side by side
 (fused SDPA attention, the eager reference, gradient checkpointing, the fused AdamW kernel
-against PyTorch's default, the for-loop on CPU): ms per step and ratios.
+against PyTorch's default, the for-loop on CPU): ms per step and ratios, and the optimiser step
+alone under each AdamW kernel. With ``--epoch-restart``, what a new epoch costs the Trainer's
+DataLoader: the wait for each epoch's first batch against the others, with 0 and 2 workers
+(the case for persistent workers).
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=TRAIN_PRESETS["synthetic-tiny"]["train"]["batch_size"])
     parser.add_argument("--loss", default=None, help="override the model's loss recipe (fine, global, global+fine)")
     parser.add_argument("--compare-execution", action="store_true",
-                        help="also time sdpa / eager attention and gradient checkpointing side by side")
+                        help="also time sdpa / eager attention, gradient checkpointing and the AdamW kernels side by side")
+    parser.add_argument("--epoch-restart", action="store_true",
+                        help="only time each epoch's first batch against the others (DataLoader workers restarting)")
     args = parser.parse_args()
+    if args.epoch_restart:
+        epoch_restart()
+        return
     torch.manual_seed(0)
     overrides = {"loss": args.loss} if args.loss else {}
     model = create_model("tiny", **overrides)
@@ -126,6 +134,60 @@ def compare_execution(model, optimizers, batches, rounds: int = 3) -> None:
     print("|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {1000 * seconds:.1f} | {seconds / base:.2f} |")
+    optimiser_alone(model)
+
+
+def optimiser_alone(model, rounds: int = 5, steps: int = 20) -> None:
+    """One AdamW step over the model's parameters (random gradients) under each kernel, interleaved
+    over ``rounds``; the best round counts. A whole step's ratio on a shared 2-core machine cannot
+    resolve a few percent; this can."""
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    kernels = {"PyTorch's default (auto on CPU)": "auto", "foreach": "foreach", "fused": "fused"}
+    optimisers = {name: adamw(parameter_groups(model, 1e-4, 1e-3, 0.01), (0.9, 0.98), 1e-6, kernel, torch.device("cpu"))
+                  for name, kernel in kernels.items()}
+    best = dict.fromkeys(kernels, float("inf"))
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, optimiser in optimisers.items():
+                optimiser.step()  # its state exists before the timing
+                start = time.perf_counter()
+                for _ in range(steps):
+                    optimiser.step()
+                best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    model.zero_grad(set_to_none=True)
+    base = best["PyTorch's default (auto on CPU)"]
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"\n| AdamW step alone ({parameters:.1f} M parameters) | ms (best of {rounds} x {steps}) | ÷ default |")
+    print("|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {1000 * seconds:.1f} | {seconds / base:.2f} |")
+
+
+def epoch_restart(pairs: int = 512, batch_size: int = 64, epochs: int = 5) -> None:
+    """The Trainer over ``epochs`` short epochs: the data wait of each epoch's first batch (the
+    DataLoader's workers start again) against every other batch's, with 0 and 2 workers."""
+    import tempfile
+
+    from finelip_kit.train import TrainConfig, Trainer
+
+    steps_per_epoch = pairs // batch_size
+    print(f"| workers | first batch of an epoch, ms (mean of {epochs}) | other batches, ms | wall s |")
+    print("|---|---|---|---|")
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        model = create_model("tiny", **{"text.context_length": 77, "text.stretch": "none", "use_atrm": False,
+                                        "use_clim": False, "loss": "global"})
+        with tempfile.TemporaryDirectory() as folder:
+            config = TrainConfig(out_dir=folder, steps=epochs * steps_per_epoch, batch_size=batch_size,
+                                 num_workers=workers, log_every=1, progress=False)
+            start = time.perf_counter()
+            history = Trainer(model, SyntheticScenes(split="train", size=pairs), config).fit()
+            wall = time.perf_counter() - start
+        waits = [record["data_s"] for record in history if "data_s" in record]
+        first = [w for i, w in enumerate(waits) if i % steps_per_epoch == 0]
+        rest = [w for i, w in enumerate(waits) if i % steps_per_epoch]
+        print(f"| {workers} | {1000 * sum(first) / len(first):.0f} | {1000 * sum(rest) / len(rest):.1f} | {wall:.1f} |")
 
 
 if __name__ == "__main__":
