@@ -31,14 +31,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from finelip_kit import clim, create_model, preset
 from finelip_kit.clim import clim_candidate_scores, clim_scores
 from finelip_kit.clim_fused import clim_scores_fused
-from finelip_kit.train import parameter_groups
+from finelip_kit.train import TrainConfig, parameter_groups
 from finelip_kit.train.execution import adamw, matmul_precision, pin_memory, tf32_setting
 
-# The trainer's execution defaults (TrainConfig: attention, tf32, adamw_kernel; pinned host
-# batches on CUDA); the options table flips one at a time.
+# The trainer's execution defaults (TrainConfig's own, and pinned host batches on CUDA); the
+# options table flips one at a time.
 PHASES = ("data", "forward", "backward", "optimiser")
-DEFAULTS = {"attention": "sdpa", "tf32": True, "adamw_kernel": "auto", "pinned": True, "grad_checkpointing": False,
-            "compile": False}
+DEFAULTS = {**{key: getattr(TrainConfig(), key) for key in ("attention", "tf32", "adamw_kernel", "grad_checkpointing",
+                                                             "compile")}, "pinned": True}
 
 
 def device_name(device: torch.device) -> str:
@@ -91,7 +91,7 @@ def time_finelip(model, batches, device, dtype, grad_cache: bool, options: dict 
     ``first``); grad cache: the whole step as the trainer runs it (encode without a graph, loss,
     re-encode with the cached gradients). ``options``: the execution choices (``DEFAULTS``' keys)."""
     from finelip_kit.data import SyntheticConfig, SyntheticScenes
-    from finelip_kit.train import TrainConfig, Trainer
+    from finelip_kit.train import Trainer
 
     options = {**DEFAULTS, **(options or {})}
     model.set_attention(options["attention"]).set_grad_checkpointing(options["grad_checkpointing"])
@@ -163,8 +163,7 @@ def execution_options(name: str, overrides: dict, batch_size: int, steps: int, d
     baseline = None
     for label, options in rows:
         if options.get("compile"):  # in place, as the trainer does; last, since it stays compiled
-            model.vision.compile(backend=options["compile"])
-            model.text.compile(backend=options["compile"])
+            model.compile_towers(options["compile"])
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         try:
@@ -202,7 +201,7 @@ def time_open_clip(batch_size: int, image_size: int, steps: int, device, dtype, 
         model = open_clip.create_model("ViT-B-16", pretrained=None)
     model = model.to(device).train()
     loss_fn = open_clip.ClipLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
+    optimizer = adamw([{"params": list(model.parameters()), "lr": 1e-4}], (0.9, 0.999), 1e-8, "auto", device)  # the same kernel
     generator = torch.Generator().manual_seed(1)
     hosts = [(torch.randn(batch_size, 3, image_size, image_size, generator=generator),
               torch.randint(0, 49407, (batch_size, 77), generator=generator)) for _ in range(steps + 1)]

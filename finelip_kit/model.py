@@ -84,6 +84,13 @@ class FineLIP(nn.Module):
             (text.activation_checkpointing_disable if new_names else text.gradient_checkpointing_disable)()
         return self
 
+    def compile_towers(self, backend: str = "inductor") -> "FineLIP":
+        """``torch.compile`` the two towers in place (the state dict keeps its keys); ATRM and the
+        losses, whose scalars change every step, stay eager. The first call of each compiles."""
+        self.vision.compile(backend=backend)
+        self.text.compile(backend=backend)
+        return self
+
     # ---------------------------------------------------------------- weights in and out
     @classmethod
     def from_clip(cls, source: str, **overrides: Any) -> "FineLIP":

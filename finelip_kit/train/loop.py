@@ -92,10 +92,8 @@ class Trainer:
         self.device = _device(config.device)
         self.model = model.to(self.device)
         model.set_attention(config.attention).set_grad_checkpointing(config.grad_checkpointing)
-        if config.compile:  # the towers hold the FLOPs; ATRM and the losses (changing scalars) stay eager
-            backend = "inductor" if config.compile is True else config.compile
-            model.vision.compile(backend=backend)
-            model.text.compile(backend=backend)
+        if config.compile:  # the towers hold the FLOPs
+            model.compile_towers("inductor" if config.compile is True else config.compile)
         self.dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
         self.eval_data = eval_data
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
