@@ -315,3 +315,126 @@ def test_finelip_shard_then_train_on_the_shards(tmp_path, capsys):
                                               "data.test_split": "test", "eval.size": 8},
                          results_dir=str(tmp_path / "runs"), progress=False))
     assert result.record["status"] == "ok" and len(result.history) >= 1
+
+
+# ----------------------------------------------------------------------------- hardening (issue 29)
+def test_a_planted_temporary_symlink_is_never_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (".000000.tar.tmp", f".{MANIFEST}.tmp"):  # the names the writer used before the fix
+        (out / name).symlink_to(victim)
+    assert cli(["shard", "synthetic", "--size", "4", "--out", str(out)]) == 0
+    assert victim.read_text() == "precious"
+    assert len(load_pairs(f"wds:{out}")) == 4
+    assert not list(out.glob(".*.tmp")) or all(p.is_symlink() for p in out.glob(".*.tmp"))
+
+
+def test_resharding_a_folder_into_itself_is_refused_before_anything_is_removed(tmp_path, capsys):
+    write_shards(scenes(8), tmp_path / "F", shard_size=4)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "F").iterdir()}
+    for out in (tmp_path / "F", tmp_path):  # the folder itself, and one holding it
+        assert cli(["shard", f"wds:{tmp_path / 'F'}/", "--out", str(out), "--overwrite"]) == 2
+        assert "holds the input shards" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "F").iterdir()} == before
+    assert len(load_pairs(f"wds:{tmp_path / 'F'}")) == 8
+
+
+def test_overwrite_removes_only_shards_the_kit_wrote(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    foreign_shard(foreign / "000000.tar", [("a", {"png": png(), "txt": b"theirs"})])
+    (foreign / MANIFEST).write_text(json.dumps({"their": "manifest"}))
+    with pytest.raises(FileExistsError, match=r"did not write .*000000.tar \(not named by a finelip-kit shards.json\)"):
+        write_shards(scenes(4), foreign, shard_size=4, overwrite=True)
+    assert (foreign / "000000.tar").read_bytes().count(b"theirs") == 1
+    assert json.loads((foreign / MANIFEST).read_text()) == {"their": "manifest"}
+    # the kit's shards, one of them changed since: refused too; a folder named like a shard: refused by name
+    write_shards(scenes(8), tmp_path / "mine", shard_size=4)
+    with (tmp_path / "mine" / "000001.tar").open("ab") as shard:
+        shard.write(b"\0" * 512)
+    with pytest.raises(FileExistsError, match=r"000001.tar \(\d+ bytes; the kit wrote \d+\)"):
+        write_shards(scenes(4), tmp_path / "mine", shard_size=4, overwrite=True)
+    write_shards(scenes(4), tmp_path / "dir", shard_size=4)
+    (tmp_path / "dir" / "000001.tar").mkdir()
+    assert cli(["shard", "synthetic", "--size", "4", "--out", str(tmp_path / "dir"), "--overwrite"]) == 2
+    # what the kit wrote, unchanged, is replaced
+    write_shards(scenes(8), tmp_path / "again", shard_size=4)
+    assert write_shards(scenes(4), tmp_path / "again", shard_size=4, overwrite=True).shards == 1
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["000000.tar", MANIFEST]
+
+
+def test_a_second_writer_into_one_folder_is_refused_naming_the_first(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FileExistsError, match=rf"another writer \(process {holder.pid}\) is writing shards into"):
+            write_shards(scenes(4), out, shard_size=4)
+        assert list(out.iterdir()) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    assert write_shards(scenes(4), out, shard_size=4).pairs == 4  # the lock died with its process
+
+
+def test_one_image_id_for_two_different_images_is_refused_in_shards_as_in_files(tmp_path):
+    samples = [(f"s{i}", {"png": png((i, 0, 0)), "txt": f"caption {i}".encode(), "json": b'{"image_id": 0}'})
+               for i in range(6)]
+    foreign_shard(tmp_path / "a.tar", samples)
+    with pytest.raises(ValueError, match=r"a.tar sample 's1': duplicate image id for two different images \(id 'id 0'\)"):
+        load_pairs(f"wds:{tmp_path}/a.tar")
+    skipped = load_pairs(f"wds:{tmp_path}/a.tar", on_error="skip")
+    assert len(skipped) == 1 and skipped.report.reasons["duplicate image id for two different images"] == 5
+    unverified = load_pairs(f"wds:{tmp_path}/a.tar", verify="none")  # evaluation reads it whole: checked there
+    with pytest.raises(ValueError, match="duplicate image id for two different images"):
+        unverified.take()
+    assert cli(["eval", "--model", "tiny", "--data", f"wds:{tmp_path}/a.tar"]) == 2
+    # captions of one image may share its id: the same bytes under one id are one image
+    same = [(f"t{i}", {"png": png(), "txt": f"caption {i}".encode(), "json": b'{"image_id": 7}'}) for i in range(3)]
+    foreign_shard(tmp_path / "b.tar", same)
+    taken = load_pairs(f"wds:{tmp_path}/b.tar").take()
+    assert len(taken) == 3 and taken.num_images == 1
+
+
+@pytest.mark.parametrize("lie, note", [
+    ({"count": 0}, "count is 0, not an integer >= 1"),
+    ({"count": -3}, "count is -3, not an integer >= 1"),
+    ({"count": "abc"}, "count is 'abc', not an integer >= 1"),
+    ({"count": True}, "count is True"),
+    ({"bytes": -1}, "bytes is -1"),
+])
+def test_a_manifest_that_lies_is_not_trusted_and_the_shards_are_scanned(tmp_path, lie, note):
+    write_shards(scenes(8), tmp_path, shard_size=4)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["shards"][1].update(lie)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    shards = load_pairs(f"wds:{tmp_path}")
+    assert len(shards) == 8 and shards.counts == [4, 4] and len(list(shards)) == 8
+    (message,) = shards.report.notes
+    assert str(tmp_path / MANIFEST) in message and note in message and "its shards were scanned" in message
+
+
+def test_a_manifest_whose_total_disagrees_with_its_shards_is_not_trusted(tmp_path):
+    write_shards(scenes(8), tmp_path, shard_size=4)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["shards"][0]["count"], manifest["count"] = 3, 8  # one shard understated, the total not
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    shards = load_pairs(f"wds:{tmp_path}")
+    assert shards.counts == [4, 4] and "not the sum of its shards' counts (7)" in next(iter(shards.report.notes))
+    (tmp_path / MANIFEST).write_text('{"format": "finelip-kit shards 1", "count": Infinity}')
+    assert load_pairs(f"wds:{tmp_path}").counts == [4, 4]
+
+
+def test_a_shard_range_is_sized_before_it_is_expanded(tmp_path):
+    # before the fix the first one built a billion names (minutes, then memory); now the count is refused
+    with pytest.raises(ValueError, match=r"names 1,000,000,000 shards, more than the 1,000,000"):
+        load_pairs(f"wds:{tmp_path}/{{000000000..999999999}}.tar")
+    with pytest.raises(ValueError, match=r"names 1,000,000,000,000 shards"):
+        load_pairs(f"wds:{tmp_path}/{{000000..999999}}/{{000000..999999}}.tar")

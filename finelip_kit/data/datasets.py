@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from .pairs import LoadReport, Pairs
+from .pairs import ImageKeys, LoadReport, Pairs
 from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_name
 
 KNOWN = ("urban1k", "docci", "dci", "sharegpt4v", "coco", "flickr30k")
@@ -115,6 +115,7 @@ class RawRecord:
     group: int | None = None  # a hard-negative group (the synthetic benchmark written to disk)
     note: str | None = None  # the protocol trimmed this record (counted in the report's notes)
     left_out: bool = False  # the protocol itself leaves this record out (counted in the notes, not a defect)
+    id_key: str | None = None  # what names this record's image, when not ``image_key`` (a shard's json image_id)
 
 
 def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) -> Pairs:
@@ -123,18 +124,19 @@ def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) 
     report = LoadReport()
     rows: list[dict[str, Any]] = []
     ids: dict[str, int] = {}
-    image_of_key: dict[str, Any] = {}
+    images = ImageKeys()
     seen_pairs: set[tuple[str, str]] = set()
     for record in raw:
         if record.note:
             report.notes[record.note] += 1
         if record.left_out:
             continue
+        key = record.id_key or record.image_key
         problem = record.problem or _caption_problem(record.caption)
-        if problem is None and record.image_key in image_of_key and image_of_key[record.image_key] != record.image:
-            problem = ("duplicate image id for two different images", f"id {record.image_key!r}")
-        if problem is None and (record.image_key, record.caption) in seen_pairs:
-            problem = ("duplicate pair (same image id and caption)", f"id {record.image_key!r}")
+        if problem is None:
+            problem = images.problem(key, record.image)
+        if problem is None and (key, record.caption) in seen_pairs:
+            problem = ("duplicate pair (same image id and caption)", f"id {key!r}")
         if problem is None:
             problem = _image_problem(record.image, verify)
         if problem is not None:
@@ -147,9 +149,9 @@ def _validate(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) 
             report.skip(reason, record.where, detail)
             continue
         caption = " ".join(record.caption.split())
-        image_of_key.setdefault(record.image_key, record.image)
-        seen_pairs.add((record.image_key, record.caption))
-        image_id = ids.setdefault(record.image_key, len(ids))
+        images.add(key, record.image)
+        seen_pairs.add((key, record.caption))
+        image_id = ids.setdefault(key, len(ids))
         is_bytes = isinstance(record.image, (bytes, bytearray))
         rows.append(
             {

@@ -3,6 +3,7 @@ kept, skipped and why), and ``open_image``. Below the loaders (``datasets.py``, 
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,33 @@ class LoadReport:
         lines += [f"  e.g. {example}" for example in self.examples[:5]]
         lines += [f"  note: {count} x {note}" for note, count in self.notes.most_common()]
         return "\n".join(lines)
+
+
+DUPLICATE_ID = "duplicate image id for two different images"
+
+
+class ImageKeys:
+    """The one duplicate-id rule, for every source (files, archives, shards): an image id names one
+    image. Captions of one image share its id; a second, different image under an id it already
+    names is a defect (retrieval would count either image as correct for both)."""
+
+    def __init__(self) -> None:
+        self._images: dict[str, str] = {}
+
+    def problem(self, key: str, image: Any) -> tuple[str, str] | None:
+        """(reason, detail) when ``key`` already names an image other than ``image``."""
+        known = self._images.get(key)
+        return (DUPLICATE_ID, f"id {key!r}") if known is not None and known != _identity(image) else None
+
+    def add(self, key: str, image: Any) -> None:
+        self._images.setdefault(key, _identity(image))
+
+
+def _identity(image: Any) -> str:
+    """A path names its file; bytes are named by their digest."""
+    if isinstance(image, (bytes, bytearray)):
+        return "sha1:" + hashlib.sha1(image).hexdigest()
+    return "path:" + str(image)
 
 
 class Pairs:

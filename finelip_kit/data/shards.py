@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import re
 import tarfile
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -38,7 +41,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .pairs import LoadReport, Pairs, open_image
+from .pairs import ImageKeys, LoadReport, Pairs, open_image
 
 MANIFEST = "shards.json"
 FORMAT = "finelip-kit shards 1"
@@ -76,9 +79,14 @@ class ShardReport:
 def write_shards(pairs, out: str | Path, shard_size: int = 10_000, overwrite: bool = False) -> ShardReport:
     """Write ``pairs`` (a ``Pairs`` from ``load_pairs``, ``SyntheticScenes``, any indexable of
     records) as ``000000.tar, 000001.tar, ...`` of ``shard_size`` samples into ``out``, with the
-    ``shards.json`` manifest. Each shard is written to a temporary file and renamed: a kill leaves
-    whole shards only. ``overwrite`` replaces earlier shards in ``out`` (only the kit's own
-    ``NNNNNN.tar`` files and the manifest are removed)."""
+    ``shards.json`` manifest.
+
+    Each shard is written to a temporary file created exclusively in ``out`` (``mkstemp``: a planted
+    name or symlink is never followed) and renamed: a kill leaves whole shards only. One writer at a
+    time holds ``out`` (a lock on the folder; a second writer is refused, naming the first).
+    ``overwrite`` replaces earlier shards the kit wrote (those its ``shards.json`` names, sizes
+    unchanged); shard-named files it did not write are never removed. An output folder that holds
+    the input shards is refused."""
     if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     if len(pairs) == 0:
@@ -86,40 +94,146 @@ def write_shards(pairs, out: str | Path, shard_size: int = 10_000, overwrite: bo
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {str(out)!r} is a file; name a folder for the shards")
+    _refuse_own_input(pairs, out)
     out.mkdir(parents=True, exist_ok=True)
-    earlier = sorted(p for p in out.iterdir() if _SHARD_NAME.fullmatch(p.name) or p.name == MANIFEST)
-    if earlier and not overwrite:
-        raise FileExistsError(f"{str(out)!r} already holds shards ({earlier[0].name}, ... {len(earlier)} files); "
-                              f"pass overwrite=True (--overwrite) to replace them, or name another folder")
-    for path in earlier:
-        path.unlink()
+    with _folder_lock(out):
+        earlier = _earlier_shards(out)
+        if earlier and not overwrite:
+            raise FileExistsError(f"{str(out)!r} already holds shards ({earlier[0].name}, ... {len(earlier)} files); "
+                                  f"pass overwrite=True (--overwrite) to replace them, or name another folder")
+        for path in earlier:
+            path.unlink()
+        for stale in out.glob(".[0-9]*.tar.*.tmp"):  # temporaries of a killed writer (the lock is ours now)
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink()
+        return _write(pairs, out, shard_size)
+
+
+def _write(pairs, out: Path, shard_size: int) -> ShardReport:
     started = time.perf_counter()
     report = ShardReport(out=str(out), load=getattr(pairs, "report", None))
     shards: list[dict[str, Any]] = []
     width = max(9, len(str(len(pairs) - 1)))
     for first in range(0, len(pairs), shard_size):
         name = f"{len(shards):06d}.tar"
-        temporary = out / f".{name}.tmp"
         count = 0
-        with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
-            for index in range(first, min(first + shard_size, len(pairs))):
-                image, extension, caption, fields, reencoded = _sample(pairs, index)
-                key = f"{index:0{width}d}"
-                _add(tar, f"{key}.{extension}", image)
-                _add(tar, f"{key}.{CAPTION_EXTENSION}", caption.encode("utf-8"))
-                _add(tar, f"{key}.json", json.dumps(fields, ensure_ascii=False).encode("utf-8"))
-                report.reencoded += reencoded
-                count += 1
-        os.replace(temporary, out / name)
+        with _exclusive_temporary(out, f".{name}.") as file:
+            with tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for index in range(first, min(first + shard_size, len(pairs))):
+                    image, extension, caption, fields, reencoded = _sample(pairs, index)
+                    key = f"{index:0{width}d}"
+                    _add(tar, f"{key}.{extension}", image)
+                    _add(tar, f"{key}.{CAPTION_EXTENSION}", caption.encode("utf-8"))
+                    _add(tar, f"{key}.json", json.dumps(fields, ensure_ascii=False).encode("utf-8"))
+                    report.reencoded += reencoded
+                    count += 1
+            file.commit(out / name)
         size = (out / name).stat().st_size
         shards.append({"name": name, "count": count, "bytes": size})
         report.bytes += size
     report.pairs, report.shards = sum(s["count"] for s in shards), len(shards)
     manifest = {"format": FORMAT, "source": getattr(pairs, "name", type(pairs).__name__),
                 "protocol": getattr(pairs, "protocol", None), "count": report.pairs, "shards": shards}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    with _exclusive_temporary(out, f".{MANIFEST}.") as file:
+        file.write(json.dumps(manifest, indent=1).encode("utf-8"))
+        file.commit(out / MANIFEST)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Temporary(io.FileIO):
+    """A file created exclusively beside its destination; ``commit`` renames it there."""
+
+    committed = False
+
+    def commit(self, destination: Path) -> None:
+        self.flush()
+        os.fsync(self.fileno())
+        os.replace(self.name, destination)
+        self.committed = True
+
+
+@contextmanager
+def _exclusive_temporary(folder: Path, prefix: str):
+    handle, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")  # O_EXCL: never an existing file
+    file = _Temporary(handle, "wb", closefd=True)
+    file.name = name  # FileIO keeps the descriptor as its name
+    try:
+        yield file
+    finally:
+        file.close()
+        if not file.committed:
+            Path(name).unlink(missing_ok=True)
+
+
+def _earlier_shards(out: Path) -> list[Path]:
+    """The shard files and manifest in ``out`` that the kit wrote (its manifest names each, size
+    unchanged), to replace on overwrite; any shard-named entry it did not write is refused by name."""
+    names = sorted(p for p in out.iterdir() if _SHARD_NAME.fullmatch(p.name) or p.name == MANIFEST)
+    if not names:
+        return []
+    manifest, problem = _read_manifest(out / MANIFEST)
+    listed = {s["name"]: s for s in manifest["shards"]} if manifest is not None else {}
+    foreign = []
+    for path in names:
+        if path.name == MANIFEST:
+            if manifest is None:
+                foreign.append(f"{MANIFEST} ({problem})")
+            continue
+        entry = listed.get(path.name)
+        if path.is_symlink() or not path.is_file():
+            foreign.append(f"{path.name} (not a regular file)")
+        elif entry is None:
+            foreign.append(f"{path.name} (not named by a finelip-kit {MANIFEST})")
+        elif entry["bytes"] != path.stat().st_size:
+            foreign.append(f"{path.name} ({path.stat().st_size} bytes; the kit wrote {entry['bytes']})")
+    if foreign:
+        raise FileExistsError(
+            f"{str(out)!r} holds shard-named files that finelip-kit did not write (or that changed since): "
+            f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}. The kit removes only its own shards: "
+            f"move them yourself, or name another folder")
+    return names
+
+
+def _refuse_own_input(pairs, out: Path) -> None:
+    """An output folder that is, or holds, the input's shards would lose them: refused."""
+    target = out.resolve()
+    inside = [p for p in getattr(pairs, "paths", []) if target == p.resolve().parent or target in p.resolve().parents]
+    if inside:
+        raise ValueError(f"--out {str(out)!r} holds the input shards ({inside[0].name}, ... {len(inside)} of them): "
+                         f"writing there would replace them before they are read; name another folder")
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on ``folder`` itself (``flock`` on its descriptor: no file left behind; it
+    dies with its process). A second writer is refused, naming the first one's process."""
+    import fcntl
+
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(folder)
+            raise FileExistsError(f"another writer{f' (process {holder})' if holder else ''} is writing shards into "
+                                  f"{str(folder)!r}; wait for it to finish, or name another folder") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def _lock_holder(folder: Path) -> int | None:
+    """The process holding a ``flock`` on ``folder`` (Linux: /proc/locks), or None when unknown."""
+    try:
+        inode, lines = folder.stat().st_ino, Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return int(parts[4]) if parts[4].isdigit() else None
+    return None
 
 
 def _sample(pairs, index: int) -> tuple[bytes, str, str, dict[str, Any], int]:
@@ -174,24 +288,42 @@ def expand_urls(spec: str) -> list[Path]:
     return paths
 
 
-def _braces(text: str) -> list[str]:
-    """Bash-style brace expansion: ``{0..9}`` / ``{000..099}`` (zero-padded) and ``{a,b,c}``."""
-    match = re.search(r"\{([^{}]*)\}", text)
-    if match is None:
-        return [text]
-    head, body, tail = text[: match.start()], match.group(1), text[match.end():]
+MAX_SHARD_NAMES = 1_000_000  # what one wds: name may expand to (LAION-5B at 10k pairs a shard is 500k shards)
+
+
+def _braces(text: str, limit: int = MAX_SHARD_NAMES) -> list[str]:
+    """Bash-style brace expansion: ``{0..9}`` / ``{000..099}`` (zero-padded) and ``{a,b,c}``. How many
+    names it makes is computed first: more than ``limit`` is refused before anything is expanded."""
+    options = []
+    for match in re.finditer(r"\{([^{}]*)\}", text):
+        options.append(_brace_options(match.group(1), text))
+    count = math.prod(len(o) if isinstance(o, list) else o[1] - o[0] + 1 for o in options) if options else 1
+    if count > limit:
+        raise ValueError(f"{text!r} names {count:,} shards, more than the {limit:,} one name may expand to; "
+                         f"name a smaller range, or the folder (wds:<dir>/)")
+    parts = re.split(r"\{[^{}]*\}", text)
+    names = [parts[0]]
+    for option, tail in zip(options, parts[1:]):
+        if isinstance(option, tuple):
+            low, high, width = option
+            values = [f"{i:0{width}d}" for i in range(low, high + 1)]
+        else:
+            values = option
+        names = [name + value + tail for name in names for value in values]
+    return names
+
+
+def _brace_options(body: str, text: str):
+    """``(low, high, width)`` for a numeric range, the list of alternatives for ``a,b``."""
     numbers = re.fullmatch(r"(\d+)\.\.(\d+)", body)
     if numbers:
         low, high = numbers.groups()
         if int(high) < int(low):
             raise ValueError(f"shard range {{{body}}} runs backwards; write {{{high}..{low}}}")
-        width = len(low) if low.startswith("0") else 0
-        options = [f"{i:0{width}d}" for i in range(int(low), int(high) + 1)]
-    elif "," in body:
-        options = body.split(",")
-    else:
-        raise ValueError(f"cannot expand {{{body}}} in {text!r}: use {{000000..000099}} or {{a,b}}")
-    return [expanded for option in options for expanded in _braces(head + option + tail)]
+        return int(low), int(high), len(low) if low.startswith("0") else 0
+    if "," in body:
+        return body.split(",")
+    raise ValueError(f"cannot expand {{{body}}} in {text!r}: use {{000000..000099}} or {{a,b}}")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -264,10 +396,10 @@ class ShardPairs:
 
     def __init__(self, paths: list[Path], spec: str, on_error: str = "raise", verify: str = "none"):
         self.paths, self.spec = list(paths), spec
-        self.name = spec
+        self.name, self.on_error = spec, on_error
         self.report = LoadReport()
         self._indexes: dict[int, _ShardIndex] = {}
-        manifest = _manifest_counts(self.paths)
+        manifest = _manifest_counts(self.paths, self.report)
         self.protocol = (manifest[1] if manifest else None) or spec
         if manifest is not None:  # the kit wrote them from validated pairs: trusted, nothing read
             self.counts = manifest[0]
@@ -348,20 +480,34 @@ class ShardPairs:
         return {k: v for k, v in self.__dict__.items() if k not in ("_pid", "_fds")}
 
     def _verify(self, shard: int, skips: LoadReport | None) -> None:
-        """Read and decode every sample of a scanned shard now (``verify`` 'full' or 'header'); a bad one is
-        left out and counted (``on_error='skip'``) or raises."""
+        """Read and decode every sample of a scanned shard now (``verify`` 'full' or 'header'), and hold
+        its json ``image_id`` to the one duplicate-id rule (``pairs.ImageKeys``); a bad one is left out
+        and counted (``on_error='skip'``) or raises."""
         index, keep = self._indexes[shard], []
+        images = self.__dict__.setdefault("_image_keys", ImageKeys())  # across the shards of this set
         for number in range(len(index.keys)):
+            where = f"{self.paths[shard].name} sample {index.keys[number]!r}"
             try:
-                record = self._decode(shard, number)
+                record = self._decode(shard, number, decode=False)
+                open_image(record["image"], where)
                 if not record["caption"]:
-                    raise ValueError(f"{self.paths[shard]} sample {index.keys[number]!r}: empty caption")
-                keep.append(number)
+                    raise ValueError(f"{where}: empty caption")
             except ValueError as error:
                 if skips is None:
                     raise
-                skips.skip("sample unreadable (image, caption or json)", f"{self.paths[shard].name} "
-                           f"sample {index.keys[number]!r}", str(error).split(": ", 1)[-1][:120])
+                skips.skip("sample unreadable (image, caption or json)", where, str(error).split(": ", 1)[-1][:120])
+                continue
+            key = _id_key(record)
+            problem = images.problem(key, record["image"]) if key is not None else None
+            if problem is not None:
+                if skips is None:
+                    raise ValueError(f"{where}: {problem[0]} ({problem[1]}): each image needs its own image_id in "
+                                     f"the json member. Fix the shards, or load with on_error='skip' (counted)")
+                skips.skip(problem[0], where, problem[1])
+                continue
+            if key is not None:
+                images.add(key, record["image"])
+            keep.append(number)
         self._indexes[shard] = _ShardIndex([index.keys[i] for i in keep], index.image[keep], index.caption[keep],
                                            index.meta[keep], [index.extensions[i] for i in keep])
         self.counts[shard] = len(keep)
@@ -372,18 +518,39 @@ class ShardPairs:
                 yield self.read(shard, number)
 
     def take(self, n: int | None = None) -> Pairs:
-        """The first ``n`` records (all with None) as in-memory ``Pairs`` (image bytes kept as written)."""
-        import datasets
+        """The first ``n`` records (all with None) as in-memory ``Pairs`` (image bytes kept as written),
+        checked as every loaded source is (``datasets._validate``: decodable images, captions, one
+        image per image id); a bad record raises or, with ``on_error='skip'``, is counted."""
+        from .datasets import RawRecord, _validate
 
-        rows = []
-        for shard, count in enumerate(self.counts):
-            for number in range(count if n is None else min(count, n - len(rows))):
-                record = self.read(shard, number, decode=False)
-                open_image(record["image"], f"{self.paths[shard]} sample {record['image_key']!r}")  # decodable
-                rows.append({**record, "image": "", "image_bytes": record["image"]})
-        kept = len(rows)
-        protocol = self.protocol if kept == len(self) else f"{self.protocol}[:{kept} pairs]"
-        return Pairs(datasets.Dataset.from_list(rows), self.report, self.spec, protocol)
+        def raw():
+            taken = 0
+            for shard, count in enumerate(self.counts):
+                for number in range(count):
+                    if n is not None and taken >= n:
+                        return
+                    record = self._decode(shard, number, decode=False)
+                    where = f"{self.paths[shard].name} sample {record['image_key']!r}"
+                    key = _id_key(record)
+                    yield RawRecord(record["image"], record["caption"], str(record["image_key"]), where,
+                                    short_caption=record.get("short_caption"), group=record.get("group"),
+                                    id_key=key if key is not None else f"position {int(self.starts[shard]) + number}")
+                    taken += 1
+
+        pairs = _validate(raw(), self.spec, self.on_error, "full")
+        whole = len(pairs) == len(self)
+        pairs.protocol = self.protocol if whole else f"{self.protocol}[:{len(pairs)} pairs]"
+        pairs.report.skipped += self.report.skipped  # what the scan left out, and what this check did
+        pairs.report.reasons.update(self.report.reasons)
+        pairs.report.examples = self.report.examples + pairs.report.examples
+        pairs.report.notes.update(self.report.notes)
+        return pairs
+
+
+def _id_key(record: dict[str, Any]) -> str | None:
+    """What names a sample's image: its json ``image_id`` (an integer), else None (its own image)."""
+    value = record.get("image_id")
+    return f"id {value}" if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _read(fd: int, where: np.ndarray, label: str) -> bytes:
@@ -395,25 +562,60 @@ def _read(fd: int, where: np.ndarray, label: str) -> bytes:
     return data
 
 
-def _manifest_counts(paths: list[Path]) -> tuple[list[int], str | None] | None:
-    """Each shard's count from the ``shards.json`` beside it, when every named shard is listed
-    there with its size unchanged; None otherwise (the shards are then scanned)."""
+def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The kit's ``shards.json`` at ``path``, checked entry by entry (types, signs, the total), or
+    (None, what is wrong with it)."""
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable: {type(error).__name__}: {str(error)[:80]}"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None, f"not a finelip-kit manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})"
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        return None, "'shards' is not a non-empty list"
+    names = set()
+    for number, entry in enumerate(shards):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not _SHARD_NAME.fullmatch(entry["name"]):
+            return None, f"shards[{number}] has no shard name NNNNNN.tar"
+        for key, low in (("count", 1), ("bytes", 0)):
+            value = entry.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                return None, f"shards[{number}] ({entry['name']}) {key} is {value!r}, not an integer >= {low}"
+        if entry["name"] in names:
+            return None, f"{entry['name']} is listed twice"
+        names.add(entry["name"])
+    total = sum(entry["count"] for entry in shards)
+    if manifest.get("count") != total:
+        return None, f"its count {manifest.get('count')!r} is not the sum of its shards' counts ({total})"
+    return manifest, ""
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _manifest_counts(paths: list[Path], report: LoadReport | None = None) -> tuple[list[int], str | None] | None:
+    """Each shard's count from the ``shards.json`` beside it, when that manifest is valid and lists
+    every named shard with its size unchanged; None otherwise (the shards are then scanned, and an
+    invalid manifest is named in ``report``'s notes)."""
     counts, protocol = [], None
     cache: dict[Path, dict[str, Any]] = {}
     for path in paths:
         folder = path.parent
         if folder not in cache:
-            try:
-                manifest = json.loads((folder / MANIFEST).read_text())
-                cache[folder] = {s["name"]: s for s in manifest["shards"]} if manifest.get("format") == FORMAT else {}
-                protocol = protocol or manifest.get("protocol")
-            except (OSError, ValueError, KeyError, TypeError):
-                cache[folder] = {}
+            manifest, problem = _read_manifest(folder / MANIFEST)
+            if manifest is None and problem != "missing" and report is not None:
+                report.notes[f"{folder / MANIFEST} is not a valid manifest ({problem}): its shards were scanned"] += 1
+            cache[folder] = {s["name"]: s for s in manifest["shards"]} if manifest is not None else {}
+            protocol = protocol or (manifest.get("protocol") if manifest is not None else None)
         entry = cache[folder].get(path.name)
-        if entry is None or entry.get("bytes") != path.stat().st_size:
+        if entry is None or entry["bytes"] != path.stat().st_size:
             return None
-        counts.append(int(entry["count"]))
-    return counts, protocol
+        counts.append(entry["count"])
+    return counts, protocol if isinstance(protocol, str) else None
 
 
 # ----------------------------------------------------------------------------- one epoch, streamed
