@@ -10,14 +10,18 @@ into an inert record of its attributes; tensor bytes come straight from the arch
 ``__buffers__`` lists, so the result is exactly the archive's ``state_dict()``.
 
 Anything else in ``data.pkl`` (another global, a persistent id that is not a storage, an
-object whose state is not a plain attribute dict, i.e. one with its own ``__setstate__``)
-is refused with ``UnsafeArchiveError``.
+object whose state is not a plain attribute dict, i.e. one with its own ``__setstate__``, a
+class or storage type called with arguments) is refused with ``UnsafeArchiveError``. So are
+archives built to exhaust memory: a compressed record may expand at most ``MAX_EXPANSION`` times
+(plus ``EXPANSION_SLACK`` bytes; real archives store their records uncompressed), and every
+tensor must lie inside its storage's stored bytes (a stride-0 view of a few bytes cannot become
+gigabytes when it is copied out).
 """
 
 from __future__ import annotations
 
-import ast
 import io
+import math
 import pickle
 import re
 import zipfile
@@ -33,13 +37,22 @@ _STORAGE_DTYPES = {
 }
 
 
+MAX_EXPANSION = 16  # a compressed record may expand to this many times its compressed size ...
+EXPANSION_SLACK = 1 << 20  # ... plus this (a record of zeros deflates to almost nothing)
+MAX_CODE_BYTES = 16 << 20  # one code/ file (read as text); OpenAI's are a few hundred KB in all
+
+
 class UnsafeArchiveError(pickle.UnpicklingError):
     """The archive holds something other than plain modules and tensors."""
 
 
 class _StorageType:
     def __init__(self, name: str):
-        self.dtype = _STORAGE_DTYPES[name]
+        self.name, self.dtype = name, _STORAGE_DTYPES[name]
+
+    def __call__(self, *args, **kwargs):
+        raise UnsafeArchiveError(f"the archive's data.pkl calls torch.{self.name}(...), which a plain module archive "
+                                 f"never does (storages come from its data/ records); refused")
 
 
 class ScriptObject:
@@ -47,7 +60,10 @@ class ScriptObject:
 
     qualified_name = "?"
 
-    def __init__(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        if args or kwargs:  # the pickle calls the class: only its own code could say what the arguments mean
+            raise UnsafeArchiveError(f"the archive's data.pkl calls class {self.qualified_name} with arguments; a plain "
+                                     f"module archive only restores attributes; refused")
         self.attributes: dict = {}
 
     def __setstate__(self, state) -> None:  # called by the unpickler's BUILD; stores, runs nothing
@@ -60,17 +76,28 @@ class ScriptObject:
 
 
 def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, requires_grad=False, hooks=None, *rest):
-    if not (isinstance(offset, int) and isinstance(size, tuple) and isinstance(stride, tuple)):
-        raise UnsafeArchiveError("malformed tensor record in the archive")
-    if size and offset + sum((s - 1) * st for s, st in zip(size, stride)) >= storage.numel() and 0 not in size:
+    if not (isinstance(storage, torch.Tensor) and _whole(offset) and isinstance(size, tuple) and isinstance(stride, tuple)
+            and len(size) == len(stride) and all(map(_whole, size)) and all(map(_whole, stride))):
+        raise UnsafeArchiveError("malformed tensor record in the archive (offset, size and stride must be whole numbers "
+                                 ">= 0, one stride per dimension)")
+    elements = math.prod(size)
+    if elements and offset + sum((s - 1) * st for s, st in zip(size, stride)) >= storage.numel():
         raise UnsafeArchiveError(f"tensor of size {size} reads past its storage of {storage.numel()} elements")
+    if elements > storage.numel():  # a stride-0 view: a few stored bytes that would become gigabytes when copied
+        raise UnsafeArchiveError(f"tensor of size {size} ({elements} elements) repeats its storage of "
+                                 f"{storage.numel()} stored elements (stride {stride}); a state dict's tensors hold "
+                                 f"their own values")
     return torch.as_strided(storage, size, stride, offset)
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, budget: "_Budget"):
         super().__init__(io.BytesIO(data))
-        self.archive, self.prefix = archive, prefix
+        self.archive, self.prefix, self.budget = archive, prefix, budget
         self.storages: dict[str, torch.Tensor] = {}
         self.classes: dict[str, type] = {}
 
@@ -97,7 +124,7 @@ class _Unpickler(pickle.Unpickler):
         if key not in self.storages:
             if not re.fullmatch(r"\w+", str(key)):
                 raise UnsafeArchiveError(f"storage key {key!r} is not a plain record name")
-            raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+            raw = bytearray(_read_bounded(self.archive, f"{self.prefix}data/{key}", self.budget))
             values = torch.frombuffer(raw, dtype=storage_type.dtype) if raw else torch.empty(0, dtype=storage_type.dtype)
             if values.numel() < numel:
                 raise UnsafeArchiveError(f"storage {key} holds {values.numel()} elements, the archive claims {numel}")
@@ -113,6 +140,35 @@ def is_torchscript(path: str | Path) -> bool:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
+class _Budget:
+    """What the archive's records may decompress to in all: ``MAX_EXPANSION`` times the archive's
+    size, plus ``EXPANSION_SLACK`` (each record is also bounded on its own, ``_read_bounded``)."""
+
+    def __init__(self, archive: zipfile.ZipFile):
+        self.left = MAX_EXPANSION * sum(i.compress_size for i in archive.infolist()) + EXPANSION_SLACK
+
+
+def _read_bounded(archive: zipfile.ZipFile, name: str, budget: _Budget, limit: int | None = None) -> bytes:
+    """A record's bytes, refused before decompression when its declared size is more than a compressed
+    record may expand to, more than ``limit``, or more than is left of the archive's budget."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise UnsafeArchiveError(f"the archive names record {name!r}, which it does not hold") from None
+    expanded = info.file_size
+    if info.compress_type != zipfile.ZIP_STORED and expanded > MAX_EXPANSION * info.compress_size + EXPANSION_SLACK:
+        raise UnsafeArchiveError(f"record {name!r} would decompress from {info.compress_size:,} to {expanded:,} bytes "
+                                 f"(more than {MAX_EXPANSION}x): a decompression bomb, not weights")
+    if limit is not None and expanded > limit:
+        raise UnsafeArchiveError(f"record {name!r} is {expanded:,} bytes, more than the {limit:,} a {name.split('/')[-2]}/ "
+                                 f"file of a module archive may hold")
+    if expanded > budget.left:
+        raise UnsafeArchiveError(f"the archive's records would decompress to more than {MAX_EXPANSION}x its size "
+                                 f"(at {name!r}): a decompression bomb, not weights")
+    budget.left -= expanded
+    return archive.read(name)
+
+
 def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The ``state_dict()`` of a TorchScript module archive, read without executing it."""
     with zipfile.ZipFile(path) as archive:
@@ -121,22 +177,39 @@ def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if len(data) != 1:
             raise UnsafeArchiveError(f"{str(path)!r}: expected one <archive>/data.pkl, found {data}")
         prefix = data[0][: -len("data.pkl")]
-        root = _Unpickler(archive.read(data[0]), archive, prefix).load()
+        budget = _Budget(archive)
+        unpickler = _Unpickler(_read_bounded(archive, data[0], budget), archive, prefix, budget)
+        try:
+            root = unpickler.load()
+        except UnsafeArchiveError:
+            raise
+        except (pickle.UnpicklingError, TypeError, ValueError, AttributeError, IndexError, KeyError, EOFError, RecursionError, MemoryError,
+                RuntimeError) as error:  # a malformed pickle; nothing of it ran
+            raise UnsafeArchiveError(f"the archive's data.pkl is malformed ({type(error).__name__}: "
+                                     f"{str(error)[:120]})") from None
         declared = _declared_tensors(archive, prefix)
     if not isinstance(root, ScriptObject):
         raise UnsafeArchiveError(f"{str(path)!r}: the archive's root is {type(root).__name__}, not a module")
     state: dict[str, torch.Tensor] = {}
-    _collect(root, "", declared, state)
+    stored = sum(storage.numel() for storage in unpickler.storages.values())
+    _collect(root, "", declared, state, [2 * stored], str(path))
     return state
 
 
-def _collect(obj: ScriptObject, prefix: str, declared: dict[str, set[str]], out: dict[str, torch.Tensor]) -> None:
+def _collect(obj: ScriptObject, prefix: str, declared: dict[str, set[str]], out: dict[str, torch.Tensor],
+             left: list[int], path: str) -> None:
+    """The module tree's declared tensors, copied out; ``left``: how many elements may still be copied
+    (twice what the archive stores: views of one storage cannot multiply it)."""
     allowed = declared.get(obj.qualified_name)
     for name, value in obj.attributes.items():
         if isinstance(value, torch.Tensor) and (allowed is None or name in allowed):
+            left[0] -= value.numel()
+            if left[0] < 0:
+                raise UnsafeArchiveError(f"{path!r}: its tensors would copy out more than twice the elements the "
+                                         f"archive stores (views of one storage, repeated); refused")
             out[prefix + name] = value.clone()  # own memory, not a view of the whole storage
         elif isinstance(value, ScriptObject):
-            _collect(value, f"{prefix}{name}.", declared, out)
+            _collect(value, f"{prefix}{name}.", declared, out, left, path)
 
 
 def _declared_tensors(archive: zipfile.ZipFile, prefix: str) -> dict[str, set[str]]:
@@ -144,12 +217,13 @@ def _declared_tensors(archive: zipfile.ZipFile, prefix: str) -> dict[str, set[st
     as text (never compiled). A class missing here keeps all its tensor attributes."""
     declared: dict[str, set[str]] = {}
     code = f"{prefix}code/"
+    budget = _Budget(archive)
     for name in archive.namelist():
         if not (name.startswith(code) and name.endswith(".py")):
             continue
         module = name[len(code) : -len(".py")].replace("/", ".")
         current = None
-        for line in archive.read(name).decode("utf-8", errors="replace").splitlines():
+        for line in _read_bounded(archive, name, budget, MAX_CODE_BYTES).decode("utf-8", errors="replace").splitlines():
             header = re.match(r"class (\w+)\(", line)
             if header:
                 current = f"{module}.{header.group(1)}"
@@ -157,8 +231,20 @@ def _declared_tensors(archive: zipfile.ZipFile, prefix: str) -> dict[str, set[st
                 continue
             listing = re.match(r"\s+__(parameters|buffers)__ = (\[.*\])\s*$", line)
             if listing and current is not None:
-                try:
-                    declared[current].update(str(n) for n in ast.literal_eval(listing.group(2)))
-                except (ValueError, SyntaxError):
+                names = _string_list(listing.group(2))
+                if names is None:
                     declared.pop(current, None)  # unreadable: keep every tensor attribute of that class
+                else:
+                    declared[current].update(names)
     return declared
+
+
+_STRING = r"""(?:"[^"\\]*"|'[^'\\]*')"""
+_STRING_LIST = re.compile(rf"\[\s*(?:{_STRING}\s*(?:,\s*{_STRING}\s*)*,?\s*)?\]")
+
+
+def _string_list(text: str) -> list[str] | None:
+    """``["a", 'b']`` as its strings, or None for anything else (never evaluated: a pattern match)."""
+    if not _STRING_LIST.fullmatch(text):
+        return None
+    return [m[1:-1] for m in re.findall(_STRING, text)]

@@ -92,3 +92,26 @@ def test_an_open_clip_model_of_its_own_loads_into_the_kit_with_its_features(tmp_
         assert (model.encode_image(images, fine=False).global_ - clip.encode_image(images)).abs().max() <= 1e-5
         text = model.encode_text(ours.input_ids, ours.attention_mask, fine=False).global_
         assert (text - clip.encode_text(tokens)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vision_cfg": {"head_width": 0}}, r"vision_cfg.head_width must be a whole number >= 1, got 0"),
+    ({"vision_cfg": {"width": "64"}}, r"vision_cfg.width must be a whole number >= 1, got '64'"),
+    ({"text_cfg": {"heads": -2}}, r"text_cfg.heads must be a whole number >= 1, got -2"),
+    ({"text_cfg": {"mlp_ratio": "4"}}, r"text_cfg.mlp_ratio must be a number > 0, got '4'"),
+    ({"vision_cfg": {"width": 96, "head_width": 40}}, r"vision_cfg.width 96 is not a multiple of head_width 40"),
+])
+def test_an_open_clip_config_with_bad_numbers_is_refused_by_name_with_exit_2(tmp_path, change, message, capsys):
+    from safetensors.torch import save_file
+
+    config = {"embed_dim": 48, "vision_cfg": {"image_size": 64, "layers": 2, "width": 96, "head_width": 32, "patch_size": 16},
+              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    for section, values in change.items():
+        config[section].update(values)
+    (tmp_path / "oc").mkdir()
+    (tmp_path / "oc" / "open_clip_config.json").write_text(json.dumps({"model_cfg": config}))
+    save_file({"positional_embedding": torch.zeros(77, 64)}, str(tmp_path / "oc" / "open_clip_model.safetensors"))
+    with pytest.raises(ValueError, match=message):
+        load_model(str(tmp_path / "oc"))
+    assert main(["eval", "--model", str(tmp_path / "oc"), "--data", "synthetic", "--size", "4"]) == 2
+    assert "open_clip_config.json" in capsys.readouterr().err

@@ -275,3 +275,88 @@ def test_cli_errors_print_no_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "grid name '../../x' is refused" in err and "Traceback" not in err
     shutil.rmtree(tmp_path)
+
+
+# ----------------------------------------------------------------------------- archives built to exhaust memory or crash
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return b"X" + len(data).to_bytes(4, "little") + data
+
+
+def _int(value: int) -> bytes:
+    return b"J" + value.to_bytes(4, "little", signed=True)
+
+
+def tensor_pickle(size: tuple, stride: tuple, numel: int) -> bytes:
+    """The opcodes of ``data.pkl`` for a module ``__torch__.Root`` holding one float tensor ``w``
+    of ``size`` and ``stride`` on storage ``0`` of ``numel`` elements (as torch.jit.save writes them)."""
+    storage = b"(" + _text("storage") + _global("torch", "FloatStorage") + _text("0") + _text("cpu") + _int(numel) + b"tQ"
+    dims = lambda values: b"(" + b"".join(_int(v) for v in values) + b"t"  # noqa: E731
+    tensor = (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + storage + _int(0) + dims(size) + dims(stride)
+              + b"\x89" + _global("collections", "OrderedDict") + b")R" + b"tR")
+    return b"\x80\x02" + _global("__torch__", "Root") + b")\x81" + b"}" + _text("w") + tensor + b"sb."
+
+
+def crafted_archive(path, data_pkl: bytes, records: dict[str, bytes], code: str = 'class Root(Module):\n  __parameters__ = ["w", ]\n',
+                    compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        archive.writestr("archive/data.pkl", data_pkl)
+        archive.writestr("archive/code/__torch__.py", code)
+        archive.writestr("archive/constants.pkl", pickle.dumps((), protocol=2))
+        for name, data in records.items():
+            archive.writestr(f"archive/data/{name}", data)
+    return path
+
+
+def test_the_crafted_archive_helper_makes_an_archive_the_reader_accepts(tmp_path):
+    path = crafted_archive(tmp_path / "ok.pt", tensor_pickle((2, 2), (2, 1), 4),
+                           {"0": torch.arange(4.0).numpy().tobytes()})
+    state = read_torchscript_state_dict(path)
+    assert list(state) == ["w"] and torch.equal(state["w"], torch.arange(4.0).reshape(2, 2))
+
+
+def test_a_compressed_record_that_would_expand_like_a_bomb_is_refused_before_it_is_read(tmp_path):
+    zeros = bytes(64 << 20)  # 64 MiB of zeros deflate to about 64 KB: 1000x (a 1 MB archive of this kind holds 1 GiB)
+    path = crafted_archive(tmp_path / "bomb.pt", tensor_pickle((4,), (1,), 4), {"0": zeros}, compression=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(UnsafeArchiveError, match=r"record 'archive/data/0' would decompress from [\d,]+ to 67,108,864 "
+                                                 r"bytes \(more than 16x\): a decompression bomb"):
+        read_torchscript_state_dict(path)
+    with pytest.raises(ValueError, match="refused to load TorchScript archive .*decompression bomb"):
+        read_state_dict(path)
+
+
+def test_a_stride_0_tensor_cannot_turn_four_stored_bytes_into_a_gigabyte(tmp_path):
+    path = crafted_archive(tmp_path / "stride0.pt", tensor_pickle((2 ** 28,), (0,), 1), {"0": bytes(4)})
+    assert path.stat().st_size < 2000
+    with pytest.raises(UnsafeArchiveError, match=r"tensor of size \(268435456,\) \(268435456 elements\) repeats its "
+                                                 r"storage of 1 stored elements"):
+        read_torchscript_state_dict(path)
+    negative = crafted_archive(tmp_path / "negative.pt", tensor_pickle((4,), (-1,), 4), {"0": bytes(16)})
+    with pytest.raises(UnsafeArchiveError, match="malformed tensor record"):
+        read_torchscript_state_dict(negative)
+
+
+@pytest.mark.parametrize("opcodes, message", [
+    # a __torch__ class called with arguments (REDUCE), not restored (NEWOBJ + BUILD)
+    (b"\x80\x02" + _global("__torch__", "Root") + b"(" + _int(1) + b"tR.", "calls class __torch__.Root with arguments"),
+    (b"\x80\x02" + _global("torch", "FloatStorage") + b"(" + _int(5) + b"tR.", r"calls torch.FloatStorage\(...\)"),
+    (b"\x80\x02" + _global("__torch__", "Root") + b")\x81" + _int(3) + b"b.", "carries a custom state"),
+    (b"\x80\x02" + b"t.", "data.pkl is malformed"),  # a TUPLE with no MARK
+    (b"\x80\x02" + _global("__torch__", "Root"), "data.pkl is malformed"),  # cut short
+])
+def test_malformed_or_calling_pickles_are_refused_by_name_not_a_traceback(tmp_path, opcodes, message):
+    path = crafted_archive(tmp_path / "bad.pt", opcodes, {})
+    with pytest.raises(UnsafeArchiveError, match=message):
+        read_torchscript_state_dict(path)
+    assert cli_main(["eval", "--model", str(path), "--data", "synthetic", "--size", "8"]) == 2
+
+
+def test_a_code_file_built_to_exhaust_the_parser_is_read_as_text_only(tmp_path):
+    code = "class Root(Module):\n  __parameters__ = [" + "-" * 100_000 + "1]\n"  # ast.literal_eval: MemoryError
+    path = crafted_archive(tmp_path / "minus.pt", tensor_pickle((2,), (1,), 2), {"0": bytes(8)}, code=code)
+    assert list(read_torchscript_state_dict(path)) == ["w"]  # unreadable listing: every tensor attribute kept

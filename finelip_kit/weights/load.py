@@ -151,11 +151,27 @@ def from_open_clip(cls, directory: str | Path, **overrides: Any) -> nn.Module:
     if "timm_model_name" in vision_cfg or "hf_model_name" in text_cfg or unsupported:
         raise ValueError(f"open_clip model in {str(directory)!r} is not a plain CLIP ViT the kit's towers can hold "
                          f"(options {unsupported or 'timm / hf towers'})")
+    where = str(directory / OPEN_CLIP_CONFIG)
+    for section, cfg, keys in (("vision_cfg", vision_cfg, ("image_size", "layers", "width", "head_width", "patch_size")),
+                               ("text_cfg", text_cfg, ("context_length", "vocab_size", "width", "heads", "layers"))):
+        for key in keys:
+            value = cfg.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where!r}: {section}.{key} must be a whole number >= 1, got {value!r}")
+        ratio = cfg.get("mlp_ratio", 4.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1e3:
+            raise ValueError(f"{where!r}: {section}.mlp_ratio must be a number > 0, got {ratio!r}")
+    if vision_cfg.get("width", 768) % vision_cfg.get("head_width", 64):
+        raise ValueError(f"{where!r}: vision_cfg.width {vision_cfg.get('width')} is not a multiple of head_width "
+                         f"{vision_cfg.get('head_width', 64)}")
     names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
     weights = next((directory / n for n in names if (directory / n).is_file()), None)
     if weights is None:
         raise FileNotFoundError(f"open_clip folder {str(directory)!r} holds no weights file ({', '.join(names)})")
     state_dict = read_state_dict(weights)
+    if "positional_embedding" not in state_dict or "visual.conv1.weight" not in state_dict:
+        raise ValueError(f"{str(weights)!r} is not in open_clip's CLIP layout (no positional_embedding / "
+                         f"visual.conv1.weight)")
     act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
     architecture = {"vision.act": act, "text.act": act,
                     "vision.heads": vision_cfg["width"] // vision_cfg.get("head_width", 64),
