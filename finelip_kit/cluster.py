@@ -46,6 +46,17 @@ class SlurmOptions:
             raise ValueError(f"slurm.mem_gb must be a number > 0 or None, got {self.mem_gb!r}")
         if not isinstance(self.sbatch, dict) or not all(isinstance(k, str) for k in self.sbatch):
             raise ValueError(f"slurm.sbatch must map sbatch option names to values, got {self.sbatch!r}")
+        if self.partition is not None:
+            _check_value("slurm.partition", self.partition)
+        for key, value in self.sbatch.items():
+            if not _OPTION_NAME.fullmatch(key):
+                raise ValueError(f"slurm.sbatch option name {key!r} is refused: sbatch option names are letters, digits, "
+                                 f"'-' and '_' (e.g. qos, mail-type)")
+            if key.replace("_", "-").lower() in _KIT_OPTIONS:
+                raise ValueError(f"slurm.sbatch {key!r} is set by the kit (it names the job's logs, array and signal); "
+                                 f"remove it")
+            if value is not True:
+                _check_value(f"slurm.sbatch {key}", value)
 
     @classmethod
     def merged(cls, spec_block: dict | None, cli: dict[str, Any]) -> "SlurmOptions":
@@ -73,6 +84,24 @@ class SlurmOptions:
         if self.sbatch:
             out["slurm_additional_parameters"] = dict(self.sbatch)
         return out
+
+
+# Every value goes into a ``#SBATCH --key=value`` line of the job script: one line, no shell syntax.
+_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_OPTION_VALUE = re.compile(r"[A-Za-z0-9._:,=+@%/\[\]*|&!^~()-]+")
+_KIT_OPTIONS = {"output", "error", "array", "signal", "open-mode", "wrap", "job-name", "chdir", "parsable"}
+
+
+def _check_value(what: str, value: Any) -> None:
+    """A value sbatch takes on one ``#SBATCH`` line: a number, or text of letters, digits and
+    ``. _ : , = + @ % / [ ] * | & ! ^ ~ ( ) -`` (no whitespace, quotes, ``#``, ``$``, ``;`` or newline)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{what} must be a number or text, got {value!r}")
+    if isinstance(value, str) and not _OPTION_VALUE.fullmatch(value):
+        bad = sorted(set(re.sub(_OPTION_VALUE.pattern, "", value))) or ["(empty)"]
+        raise ValueError(f"{what} {value!r} is refused: it holds {bad}, which a #SBATCH line cannot carry safely "
+                         f"(whitespace, newlines, quotes, '#', '$', ';' ...); use letters, digits and . _ : , = + @ % / "
+                         f"[ ] * | & ! ^ ~ ( ) -")
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:

@@ -58,6 +58,53 @@ def test_slurm_options_from_the_spec_block_and_the_command_line():
         SlurmOptions(time_min=0)
 
 
+INJECTIONS = [
+    ({"partition": "debug\ntouch /tmp/pwned"}, r"slurm.partition 'debug\\ntouch /tmp/pwned' is refused: it holds \['\\n', ' '\]"),
+    ({"sbatch": {"qos": "low\necho pwned"}}, r"slurm.sbatch qos .* is refused"),
+    ({"sbatch": {"qos\necho pwned": "low"}}, r"sbatch option name .* is refused"),
+    ({"sbatch": {"comment": "a;rm -rf ~"}}, r"is refused: it holds \[' ', ';', '~'\]|is refused"),
+    ({"sbatch": {"account": "$(id)"}}, r"is refused: it holds \['\$'\]"),
+    ({"sbatch": {"output": "/tmp/x"}}, r"slurm.sbatch 'output' is set by the kit"),
+    ({"partition": "gpu#x"}, r"holds \['#'\]"),
+]
+
+
+@pytest.mark.parametrize("block, message", INJECTIONS)
+def test_slurm_options_that_would_become_shell_lines_are_refused(block, message):
+    with pytest.raises(ValueError, match=message):
+        SlurmOptions.merged(block, {})
+
+
+def test_injections_are_refused_from_the_grid_spec_and_the_command_line_before_submitit_sees_them(tmp_path, capsys):
+    from finelip_kit.cli import main
+
+    spec = tmp_path / "grids" / "g.yaml"
+    spec.parent.mkdir()
+    spec.write_text('points: [{}]\nslurm: {partition: "debug\\ntouch pwned"}\n')
+    assert main(["grid", str(spec), "--executor", "slurm", "--dry-run"]) == 2
+    assert "slurm.partition" in capsys.readouterr().err
+    spec.write_text("points: [{}]\n")
+    assert main(["grid", str(spec), "--executor", "slurm", "--dry-run", "--partition", "a\nb"]) == 2
+    assert main(["grid", str(spec), "--executor", "slurm", "--dry-run", "--sbatch", "qos=x\ntouch pwned"]) == 2
+    assert main(["train", "--out", str(tmp_path / "r"), "--executor", "slurm", "--sbatch", "a b=c"]) == 2
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_every_accepted_option_stays_one_sbatch_line_in_submitits_job_script():
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    options = SlurmOptions(partition="gpu-a100", sbatch={"qos": "high", "constraint": "a100|h100", "mail-type": "BEGIN,END",
+                                                         "gres": "gpu:2", "exclusive": True, "nice": 10})
+    parameters = {k.replace("slurm_", ""): v for k, v in options.submitit_parameters("finelip-x").items()
+                  if k not in ("timeout_min", "slurm_array_parallelism", "tasks_per_node", "cpus_per_task", "name",
+                               "nodes")}
+    script = _make_sbatch_string("python run.py", "/tmp/logs", partition=parameters["partition"],
+                                 additional_parameters=parameters["additional_parameters"])
+    body = script.split("# command")[0].splitlines()
+    assert [line for line in body if line and not line.startswith("#")] == []  # nothing but #SBATCH lines and comments
+    assert "#SBATCH --partition=gpu-a100" in body and "#SBATCH --constraint='a100|h100'" in body
+
+
 def test_a_killed_tasks_reason_is_read_from_its_log(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol: the log is all there is
     log = tmp_path / "12_3_0_log.err"
