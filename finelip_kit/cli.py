@@ -406,9 +406,18 @@ def number_in(low: float, high: float | None, kind: type = float):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train.preemption import PREEMPTED_EXIT, Preempted
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except Preempted as stopped:  # SIGTERM / SIGUSR1 / SIGUSR2: the step finished, its checkpoint saved
+        where = f"; checkpoint {stopped.checkpoint}" if stopped.checkpoint else ""
+        then = (f"SLURM job {stopped.requeued} is requeued and resumes from it when it starts again" if stopped.requeued
+                else "resume: run the same command with --set train.resume=latest")
+        print(f"finelip {args.command}: stopped by {stopped.signal_name} after step {stopped.step}{where}; {then} "
+              f"(exit status {PREEMPTED_EXIT})", file=sys.stderr)
+        return PREEMPTED_EXIT
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
         # Bad input (a setting, a path, a file): the message says what and what to do; no traceback.
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

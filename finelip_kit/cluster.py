@@ -149,12 +149,27 @@ def submit_run(spec, options: "SlurmOptions", folder: str | Path, executor=None)
         import submitit
 
         executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
+    from dataclasses import replace
+
+    from .settings import normalise
+
     executor.update_parameters(**options.submitit_parameters(f"finelip-train-{spec.name}"))
-    return executor.submit(_train_task, spec)
+    settings = normalise(spec.settings)
+    settings.setdefault("train.requeue", True)  # pre-empted (or near its limit: submitit's USR2): save, requeue, resume
+    return executor.submit(_train_task, replace(spec, settings=settings))
 
 
 def _train_task(spec):
+    """One task of a submitted training job. Pre-empted after its checkpoint was saved and the job
+    requeued, it leaves without a result (``SystemExit``, as submitit's own requeue does), so submitit
+    waits for the restarted job, which resumes."""
     from .recipe import run
+    from .train.preemption import PREEMPTED_EXIT, Preempted
 
-    record = run(spec).record
+    try:
+        record = run(spec).record
+    except Preempted as stopped:
+        if stopped.requeued:
+            raise SystemExit(PREEMPTED_EXIT) from None
+        raise
     return {k: record[k] for k in ("run_name", "status", "metrics")} if record else None

@@ -230,8 +230,13 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     from .pretrained import load_model
     from .train.distributed import init_distributed
 
+    from dataclasses import replace
+
+    from .train.preemption import Preempted, requeue_job, resume_after_requeue, slurm_job
+
     started = time.perf_counter()
     resolved = resolve(spec)
+    resolved = replace(resolved, train=resume_after_requeue(resolved.train))  # a requeued SLURM job goes on
     rank, world_size = init_distributed()  # torchrun's or srun's processes: one run, rank 0 writes
     folder = owned_run_folder(spec.folder) if rank == 0 else spec.folder
     if world_size > 1:
@@ -246,6 +251,12 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     trackers.config(resolved.settings(model.config))
     try:
         record, history = _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank)
+    except Preempted as stopped:  # the checkpoint is saved; under SLURM with train.requeue the job goes back
+        trackers.close(failed=True)
+        if config.requeue and rank == 0 and slurm_job():
+            requeue_job(slurm_job())
+            stopped.requeued = slurm_job()
+        raise
     except BaseException:
         trackers.close(failed=True)
         raise

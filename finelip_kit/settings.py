@@ -53,7 +53,7 @@ ALIASES: dict[str, str] = {
 }
 # Settings that say where a run writes or how it reports, not what it measures: they are left
 # out of a record's settings (two runs that differ only here measured the same thing).
-BOOKKEEPING = ("train.out_dir", "train.progress", "train.resume", "train.resume_changes", "train.log_every",
+BOOKKEEPING = ("train.out_dir", "train.progress", "train.resume", "train.resume_changes", "train.requeue", "train.log_every",
                "train.eval_every", "train.save_every", "train.keep_last", "train.num_workers", "train.device", "train.tracker",
                "train.attention", "train.grad_checkpointing", "train.compile", "train.tf32", "train.adamw_kernel",
                "eval.progress")

@@ -107,3 +107,41 @@ def test_two_grid_runners_on_one_folder_share_the_points_without_clobbering(tmp_
     ran = sum(int(out.split("ran ")[1].split(",")[0]) for out in outputs)
     assert ran == 4  # every point executed exactly once across the two runners
     assert not list(runs.glob(".*.tmp"))
+
+
+def logged_steps(folder: Path) -> list[int]:
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_a_preemption_signal_saves_the_finished_step_and_the_resume_is_bitwise(tmp_path, signal_name):
+    # steps=12 with save_every=100: no periodic checkpoint, so whatever is saved, the signal saved
+    settings = ["steps=12", "save_every=100"]
+    reference = train(tmp_path / "reference", settings)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    victim = train(tmp_path / "victim", settings)
+    deadline = time.time() + 300
+    while len(logged_steps(tmp_path / "victim")) < 3:
+        assert victim.poll() is None, victim.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    victim.send_signal(getattr(signal, signal_name))
+    output = victim.communicate(timeout=300)[0]
+    assert victim.returncode == 75, output  # PREEMPTED_EXIT, documented
+    (saved,) = sorted((tmp_path / "victim" / "checkpoints").glob("step_*"))
+    stopped = int(saved.name.split("_")[1])
+    assert 3 <= stopped < 12 and logged_steps(tmp_path / "victim")[-1] == stopped
+    assert (f"stopped by {signal_name} after step {stopped}; checkpoint {saved}; resume: run the same command with "
+            f"--set train.resume=latest (exit status 75)") in output
+    assert not (tmp_path / "victim.json").exists()  # no record of an unfinished run
+    resumed = train(tmp_path / "victim", [*settings, "resume=latest"])
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert f"resumed from {saved} at step {stopped}" in output
+    a = read_state_dict(tmp_path / "reference" / "checkpoints" / "step_0000012" / "model.safetensors")
+    b = read_state_dict(tmp_path / "victim" / "checkpoints" / "step_0000012" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert logged_steps(tmp_path / "victim") == logged_steps(tmp_path / "reference")

@@ -276,3 +276,88 @@ def test_finelip_train_under_srun_and_through_submitit_equals_one_process(slurm,
         assert max((weights[k] - reference[k]).abs().max().item() for k in reference) <= 1e-6, run
         record = json.loads((tmp_path / f"{run}.json").read_text())
         assert record["slurm_job_id"] and record["status"] == "ok"
+
+
+def wait_until(condition, what: str, timeout: float = 300, every: float = 0.5):
+    deadline = time.time() + timeout
+    while not (value := condition()):
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return value
+
+
+def job_state(env, job: str) -> tuple[str, int]:
+    """(state, restart count) of ``job`` from ``scontrol show job``."""
+    text = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
+    state = text.split("JobState=")[1].split()[0] if "JobState=" in text else ""
+    return state, int(text.split("Restarts=")[1].split()[0]) if "Restarts=" in text else 0
+
+
+PREEMPT_SETTINGS = ["--eval-size", "8", "--model", "tiny", "--set", "steps=30", "batch_size=8", "save_every=100",
+                    "progress=False", "log_every=1", "warmup_steps=2", "eval_every=None", "model.vision.image_size=32",
+                    "model.atrm_k=4", "data.image_size=32", "eval.size=8", "eval.reference=false"]
+
+
+@pytest.mark.slow
+def test_a_preempted_job_saves_requeues_itself_and_resumes_bitwise_by_sbatch_and_by_submitit(slurm, tmp_path):
+    env = {**slurm, "OMP_NUM_THREADS": "1"}
+    reference = finelip(env, "train", "--out", str(tmp_path / "reference"), *PREEMPT_SETTINGS)
+    assert reference.returncode == 0, reference.stdout[-2000:] + reference.stderr[-2000:]
+    expected = read_weights(tmp_path / "reference")
+
+    def preempt(folder: Path, job: str, signal_name: str, batch: bool) -> None:
+        wait_until(lambda: len(logged(folder)) >= 3, "three logged steps")
+        signal = subprocess.run(["scancel", *(["--batch"] if batch else []), f"--signal={signal_name}", job], env=env,
+                                capture_output=True, text=True)
+        assert signal.returncode == 0, signal.stderr
+        # the job saved, requeued itself (SLURM holds a requeued job about 2 minutes: the test releases it)
+        wait_until(lambda: job_state(env, job) == ("PENDING", 1), "the job requeued")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, capture_output=True)
+
+    # 1. a batch script: `exec finelip train ... train.requeue=true`; SIGUSR1 as --signal=B:USR1@90 would send it
+    out = tmp_path / "sbatch"
+    command = " ".join([sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(out), *PREEMPT_SETTINGS,
+                        "train.requeue=true"])
+    job = subprocess.run(["sbatch", "--parsable", "--requeue", "--open-mode=append", "--output", str(tmp_path / "sbatch.log"),
+                          "--wrap", f"exec {command}"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    preempt(out, job, "USR1", batch=True)
+    wait_until(lambda: (tmp_path / "sbatch.json").is_file() and job_state(env, job)[0] == "COMPLETED", "the resumed job")
+    log = (tmp_path / "sbatch.log").read_text()
+    stopped = int(log.split("stopped by SIGUSR1 after step ")[1].split(";")[0])
+    assert f"SLURM job {job} is requeued and resumes from it when it starts again (exit status 75)" in log, log
+    assert f"resumed from {out / 'checkpoints' / f'step_{stopped:07d}'} at step {stopped}" in log, log
+    assert equal_weights(read_weights(out), expected)
+
+    # 2. through submitit (finelip train --executor slurm): submitit's own pre-emption signal, USR2, to the task
+    out = tmp_path / "submitit"
+    submitted = subprocess.Popen([sys.executable, "-m", "finelip_kit.cli", "train", "--executor", "slurm", "--wait",
+                                  "--time", "20", "--out", str(out), *PREEMPT_SETTINGS], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: (out / "metrics.jsonl").is_file(), "the submitted job to start")
+    job = wait_until(lambda: subprocess.run(["squeue", "-h", "-o", "%i", "-n", "finelip-train-submitit"], env=env,
+                                            capture_output=True, text=True).stdout.strip(), "the job id")
+    preempt(out, job, "USR2", batch=False)
+    output = submitted.communicate(timeout=600)[0]
+    assert submitted.returncode == 0 and "ended: submitit ok" in output, output
+    assert wait_until(lambda: (state := job_state(env, job))[0] == "COMPLETED" and state, "the job to end") == ("COMPLETED", 1)
+    assert equal_weights(read_weights(out), expected)
+    record = json.loads((tmp_path / "submitit.json").read_text())
+    assert record["status"] == "ok" and [h["step"] for h in record["history"]][-1] == 30
+
+
+def logged(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+
+def read_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model" / "model.safetensors")
+
+
+def equal_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -355,3 +355,33 @@ def test_finelip_train_under_torchrun_joins_one_process_group(tmp_path):
     assert json.loads((tmp_path / "two.json").read_text())["status"] == "ok"  # one record, from rank 0
     if TENSORBOARD:  # trackers too: rank 0 only
         assert len(list((tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_signal_during_fit_stops_after_the_step_with_a_checkpoint_and_restores_the_handlers(tmp_path):
+    import signal
+
+    from finelip_kit.train.preemption import Preempted
+
+    before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2")}
+
+    def on_log(record):
+        if record.get("step") == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)  # arrives mid-run: the trainer finishes the step it is in
+
+    trainer = Trainer(tiny(loss="global"), scenes(64), config(tmp_path, steps=6, log_every=1, save_every=100), on_log=on_log)
+    with pytest.raises(Preempted, match=r"stopped by SIGUSR1 after step 2; checkpoint .*step_0000002 saved") as stopped:
+        trainer.fit()
+    assert stopped.value.step == 2 and stopped.value.checkpoint == latest_checkpoint(tmp_path / "run")
+    assert {name: signal.getsignal(getattr(signal, name)) for name in before} == before
+
+
+def test_a_requeued_slurm_job_resumes_and_only_then():
+    from finelip_kit.train.preemption import resume_after_requeue, slurm_job
+
+    asked = TrainConfig(requeue=True)
+    assert resume_after_requeue(asked, {"SLURM_RESTART_COUNT": "1"}).resume == "latest"
+    assert resume_after_requeue(asked, {"SLURM_RESTART_COUNT": "0"}).resume is None
+    assert resume_after_requeue(TrainConfig(), {"SLURM_RESTART_COUNT": "2"}).resume is None  # not asked to requeue
+    assert resume_after_requeue(TrainConfig(requeue=True, resume="/x"), {"SLURM_RESTART_COUNT": "1"}).resume == "/x"
+    assert slurm_job({"SLURM_JOB_ID": "12"}) == "12" and slurm_job({}) is None
+    assert slurm_job({"SLURM_JOB_ID": "14", "SLURM_ARRAY_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "2"}) == "12_2"

@@ -11,7 +11,7 @@ from ..config import ATTENTION
 from .execution import ADAMW_KERNELS
 
 # Settings that say where output goes or how often to report: they may differ on resume.
-RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "progress", "log_every", "eval_every", "eval_modes",
+RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "requeue", "progress", "log_every", "eval_every", "eval_modes",
                   "save_every", "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing",
                   "compile", "tf32", "adamw_kernel")
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
@@ -70,6 +70,7 @@ class TrainConfig:
     keep_last: int = 2
     resume: str | None = None  # "latest" or a checkpoint directory
     resume_changes: tuple[str, ...] = ()  # settings allowed to differ from the checkpoint's (RESUME_CHANGEABLE)
+    requeue: bool = False  # under SLURM: on a pre-emption signal, save, requeue the job, resume when it restarts
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
     progress: bool = True
     tracker: tuple[str, ...] = ()  # experiment trackers: "none", or any of tensorboard / wandb / mlflow ("wandb,mlflow")

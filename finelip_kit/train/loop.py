@@ -47,6 +47,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, lr_factor, official_lr_factor
 from .execution import adamw, matmul_precision, pin_memory, tf32_setting, with_kernel
+from .preemption import Preempted, PreemptionFlag
 from .sampling import EpochSampler, SeededPairs, _groups
 from .trackers import Trackers, check_installed
 
@@ -148,7 +149,7 @@ class Trainer:
             self.trackers = Trackers(self.config.tracker, self.out_dir, resume=self.config.resume is not None)
             self.trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
         try:
-            with matmul_precision(tf32_setting(self.config.tf32, self.device)):
+            with matmul_precision(tf32_setting(self.config.tf32, self.device)), PreemptionFlag() as self.preemption:
                 history = self._fit()
         except BaseException:
             if self.owns_trackers:
@@ -200,6 +201,11 @@ class Trainer:
                 self.write_log({"step": self.step, **self.evaluate()})
             if cfg.save_every and self.step % cfg.save_every == 0 and not self._done():
                 self.save_checkpoint()
+            signal_name = self._preempted()
+            if signal_name and not self._done():  # finished this step: save it and stop (train/preemption.py)
+                bar.close()
+                saved = self.save_checkpoint()
+                raise Preempted(signal_name, self.step, saved)
         bar.close()
         if self.steps_run and self.nonfinite_total - self.nonfinite_before >= self.steps_run:
             raise FloatingPointError(
@@ -346,6 +352,15 @@ class Trainer:
         if self.world_size > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
+
+    def _preempted(self) -> str | None:
+        """The pre-emption signal any rank received (every rank agrees), or None."""
+        received = self.preemption.received
+        if self.world_size > 1:
+            flag = torch.tensor(float(received is not None), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return (received or "a pre-emption signal (on another rank)") if flag.item() else None
+        return received
 
     def _epoch_progress(self) -> float:
         return self.step / self.steps_per_epoch
