@@ -54,13 +54,69 @@ def write_record(record: dict[str, Any], results_dir: str | Path) -> Path:
     return path
 
 
+class BadRecord(ValueError):
+    """A file shaped like a record whose fields are not what a record holds (named, with the field)."""
+
+
 def read_record(path: str | Path) -> dict[str, Any] | None:
-    """The record in ``path`` in this version's shape, or None when the file is not a record."""
+    """The record in ``path`` in this version's shape, or None when the file is not a record at all.
+    Read as strict JSON and checked field by field (``check_record``): a record holding ``NaN`` /
+    ``Infinity``, or a field of the wrong kind, raises ``BadRecord`` naming the file and the field, so
+    that no reader ever shows it as a number."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        text = Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
-    return upgrade(data, name=Path(path).stem)
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except BadRecord as error:
+        raise BadRecord(f"{str(path)!r}: {error}") from None
+    except ValueError:
+        return None
+    record = upgrade(data, name=Path(path).stem)
+    if record is not None:
+        problem = check_record(record)
+        if problem:
+            raise BadRecord(f"{str(path)!r}: {problem}")
+    return record
+
+
+def _refuse_constant(name: str):
+    raise BadRecord(f"holds {name}, which is not a number a record may report (records are strict JSON)")
+
+
+def check_record(record: dict[str, Any]) -> str | None:
+    """What is wrong with ``record``'s fields (None when nothing is): the types every reader relies on."""
+    if not isinstance(record.get("run_name"), str) or not record["run_name"]:
+        return f"run_name is {record.get('run_name')!r}, not a name"
+    if record.get("status") not in ("ok", "failed"):
+        return f"status is {record.get('status')!r}, not 'ok' or 'failed'"
+    if record.get("preset") is not None and not isinstance(record["preset"], str):
+        return f"preset is {type(record['preset']).__name__}, not a name"
+    for key in ("settings", "parameters"):
+        if not isinstance(record.get(key, {}), dict) or not all(isinstance(k, str) for k in record.get(key, {})):
+            return f"{key} is {type(record.get(key)).__name__}, not a mapping of names to values"
+    reference = record.get("reference")
+    if reference is not None and not (isinstance(reference, dict) and isinstance(reference.get("metrics"), dict)):
+        return "reference is neither null nor a mapping with metrics"
+    for key, metrics in (("metrics", record.get("metrics")), ("val_metrics", record.get("val_metrics")),
+                         ("reference.metrics", (reference or {}).get("metrics"))):
+        if metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            return f"{key} is {type(metrics).__name__}, not a mapping of metric names to numbers"
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return f"{key}[{name!r}] is {value!r}, not a finite number"
+    if not isinstance(record.get("history", []), list) or not all(isinstance(h, dict) for h in record.get("history", [])):
+        return "history is not a list of logged steps"
+    timings = record.get("timings")
+    if timings is not None and not (isinstance(timings, dict) and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in timings.values())):
+        return "timings is not a mapping of names to seconds"
+    if record.get("error") is not None and not isinstance(record["error"], str):
+        return f"error is {type(record['error']).__name__}, not text"
+    return None
 
 
 def upgrade(data: Any, name: str = "record") -> dict[str, Any] | None:

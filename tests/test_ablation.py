@@ -274,3 +274,62 @@ def test_shipped_record_sets_load_by_name_from_anywhere(tmp_path, monkeypatch):
     assert records_folder("calibration") == Path("calibration")
     with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'demo'\\]"):
         load_records("no-such-set")
+
+
+# ----------------------------------------------------------------------------- hardening (issue 29)
+@pytest.mark.parametrize("text, reason", [
+    ('{"metrics": {"global/t2i/R@1": Infinity}}', "holds Infinity, which is not a number a record may report"),
+    ('{"metrics": {"global/t2i/R@1": NaN}}', "holds NaN"),
+    ('{"metrics": {"global/t2i/R@1": "90"}}', "metrics['global/t2i/R@1'] is '90', not a finite number"),
+    ('{"metrics": {"global/t2i/R@1": true}}', "metrics['global/t2i/R@1'] is True, not a finite number"),
+    ('{"metrics": [1, 2]}', "metrics is list, not a mapping of metric names to numbers"),
+    ('{"settings": "model.atrm_k=4"}', "settings is str, not a mapping of names to values"),
+    ('{"status": "great"}', "status is 'great', not 'ok' or 'failed'"),
+    ('{"reference": {"metrics": 3}}', "reference is neither null nor a mapping with metrics"),
+    ('{"history": {"step": 1}}', "history is not a list of logged steps"),
+])
+def test_a_malformed_record_is_skipped_counted_by_file_and_never_shown_as_a_number(tmp_path, text, reason):
+    good = _record("good", atrm_k=4, **{"global/t2i/R@1": 50.0})
+    write_record(good, tmp_path)
+    bad = {**good, "run_name": "bad", "record_version": 2, "settings": {}, **json.loads(
+        text.replace("Infinity", '"__inf__"').replace("NaN", '"__nan__"'))}
+    (tmp_path / "bad.json").write_text(json.dumps(bad).replace('"__inf__"', "Infinity").replace('"__nan__"', "NaN"))
+    frame = load_records(tmp_path)
+    assert list(frame["run_name"]) == ["good"] and frame["global/t2i/R@1"].tolist() == [50.0]
+    assert frame.attrs["skipped"] == [str(tmp_path / "bad.json")]
+    assert reason in frame.attrs["skipped_reasons"][str(tmp_path / "bad.json")]
+    from finelip_kit.records import BadRecord, read_record
+
+    with pytest.raises(BadRecord, match="bad.json"):
+        read_record(tmp_path / "bad.json")
+
+
+def test_grid_points_whose_names_differ_only_in_case_are_refused():
+    with pytest.raises(ValueError, match=r"points 'dataset=Mine' and 'dataset=mine' have names that differ only in case"):
+        expand_points({}, [{"dataset": "Mine"}, {"dataset": "mine"}], {})
+    with pytest.raises(ValueError, match=r"differ only in case"):
+        expand_points({}, None, {"settings": [{"data.caption_field": "Alt"}, {"data.caption_field": "alt"}]})
+
+
+def test_a_grid_is_sized_before_it_is_expanded(tmp_path):
+    values = list(range(1, 11))
+    with pytest.raises(ValueError, match=r"make 1,000,000,000 points, more than the 10,000 a grid may hold"):
+        expand_points({}, None, {"seed": values, "atrm_k": values, "steps": values, "batch_size": values[1:] + [11],
+                                 "lr": values, "lr_new": values, "eval_size": values, "hardest_after_steps": values,
+                                 "rerank_k": values})
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path, capsys):
+    from finelip_kit.cli import main
+
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")  # 9^9 = 387 million strings
+    spec = tmp_path / "grids" / "bomb.yaml"
+    spec.parent.mkdir()
+    spec.write_text("\n".join(lines) + "\nfixed: {steps: *i}\n")
+    assert main(["grid", str(spec), "--dry-run"]) == 2
+    assert "the YAML would expand to more than 100,000 values" in capsys.readouterr().err
+    from finelip_kit.ablation.grid import load_yaml
+
+    assert load_yaml("x: &x [1, 2]\ny: [*x, *x]\n", "small") == {"x": [1, 2], "y": [[1, 2], [1, 2]]}  # aliases still work

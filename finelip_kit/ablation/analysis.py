@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..records import read_record, summary_frame  # noqa: F401  (summary_frame: re-exported)
+from ..records import BadRecord, read_record, summary_frame  # noqa: F401  (summary_frame: re-exported)
 from ..settings import all_keys, canonical, short_name
 
 
@@ -35,11 +35,14 @@ def load_records(results_dir: str | Path, status: str | None = None):
     its short alias where it has one — ``atrm_k``, ``pe_mode`` — else by its dotted key —
     ``data.differing_objects``), metric columns (``global/t2i/R@1``, ...), ``val/<metric>``,
     ``reference/<metric>``, ``status``, ``run_name``, ``preset``, ``path``. Files that are not
-    records are skipped and counted in ``frame.attrs["skipped"]``. ``results_dir`` may also name a
+    records, and records whose fields are malformed (a non-finite number, a metric that is not a
+    number, settings that are not a mapping: ``records.check_record``), are skipped and counted by
+    file in ``frame.attrs["skipped"]``, with the reason in ``frame.attrs["skipped_reasons"]``
+    (``{path: reason}``) — never shown as numbers. ``results_dir`` may also name a
     record set shipped with the kit: ``"calibration"``, ``"capacity-map"``, ... (``SHIPPED_RECORDS``)."""
     import pandas as pd
 
-    rows, skipped = [], []
+    rows, skipped, reasons = [], [], {}
     folder = records_folder(results_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist; run a grid point first "
@@ -48,9 +51,13 @@ def load_records(results_dir: str | Path, status: str | None = None):
     for path in sorted(folder.rglob("*.json")):
         if (path.parent / "model.safetensors").is_file() or path.parent.name.startswith("step_"):
             continue  # a saved model's or checkpoint's own config, not a record
-        record = read_record(path)
+        try:
+            record = read_record(path)
+        except BadRecord as error:
+            record, reasons[str(path)] = None, str(error).split(": ", 1)[-1]
         if record is None:
             skipped.append(str(path))
+            reasons.setdefault(str(path), "not a finelip-kit record")
             continue
         row = {"run_name": record["run_name"], "status": record["status"], "preset": record.get("preset"),
                "path": str(path)}
@@ -66,6 +73,7 @@ def load_records(results_dir: str | Path, status: str | None = None):
     if status is not None and not frame.empty:
         frame = frame[frame["status"] == status].reset_index(drop=True)
     frame.attrs["skipped"] = skipped
+    frame.attrs["skipped_reasons"] = reasons
     return frame
 
 

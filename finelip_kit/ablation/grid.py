@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import os
 import time
 import traceback
@@ -73,7 +74,7 @@ def load_spec(path: str | Path, runs_dir: str | Path | None = None) -> GridSpec:
     if not path.is_file():
         raise FileNotFoundError(f"grid spec {path} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = load_yaml(path.read_text(), str(path)) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"grid spec {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(spec, dict):
@@ -91,6 +92,38 @@ def load_spec(path: str | Path, runs_dir: str | Path | None = None) -> GridSpec:
     return GridSpec(name=name, points=points, notebook=notebook, runs_dir=runs / name, slurm=dict(spec.get("slurm") or {}))
 
 
+MAX_YAML_NODES = 100_000  # a spec of a thousand points has a few thousand
+MAX_POINTS = 10_000  # a grid larger than this is a typo (or a machine-month): refused before it is expanded
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with the document's size counted first, aliases expanded: a spec whose anchors
+    and aliases would unfold into more than ``MAX_YAML_NODES`` nodes (an alias bomb) is refused."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def size(item) -> int:  # expanded size, each shared node counted once per use (memoised)
+            if id(item) not in sizes:
+                sizes[id(item)] = 0  # a recursive alias counts as one while it is being measured
+                children = (item.value if isinstance(item, yaml.SequenceNode) else
+                            [part for pair in item.value for part in pair] if isinstance(item, yaml.MappingNode) else [])
+                sizes[id(item)] = min(1 + sum(size(child) for child in children), MAX_YAML_NODES + 1)
+            return sizes[id(item)]
+
+        if size(node) > MAX_YAML_NODES:
+            raise ValueError(f"{source}: the YAML would expand to more than {MAX_YAML_NODES:,} values (anchors and "
+                             f"aliases repeated inside each other: an alias bomb?); write the spec out plainly")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def expand_points(fixed: dict, points: list | None, product: dict, source: str = "spec") -> dict[str, dict[str, Any]]:
     """``fixed`` ∪ each of ``points`` × the product of ``product``'s lists → validated parameter
     dicts, keyed by point name (the parameters that differ from ``fixed``; duplicates merged).
@@ -99,10 +132,17 @@ def expand_points(fixed: dict, points: list | None, product: dict, source: str =
         points = [{}]
     if not isinstance(points, list) or not all(isinstance(p, dict) or p is None for p in points):
         raise ValueError(f"{source}: points must be a list of mappings, got {points!r}")
+    if not isinstance(product, dict):
+        raise ValueError(f"{source}: product must be a mapping of parameters to lists, got {product!r}")
     for key, values in product.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{source}: product.{key} must be a non-empty list, got {values!r}")
+    count = len(points) * math.prod(len(values) for values in product.values())
+    if count > MAX_POINTS:
+        raise ValueError(f"{source}: {len(points)} point(s) x the product of {[len(v) for v in product.values()]} values "
+                         f"make {count:,} points, more than the {MAX_POINTS:,} a grid may hold; split the grid")
     expanded: dict[str, dict[str, Any]] = {}
+    folded: dict[str, str] = {}  # lower-cased name -> name: file systems that ignore case see one file
     for point in points:
         for combination in itertools.product(*product.values()):
             parameters = fold_settings({**fixed, **(point or {}), **dict(zip(product, combination))})
@@ -119,6 +159,10 @@ def expand_points(fixed: dict, points: list | None, product: dict, source: str =
                     f"{source}: two different points share the name {name!r}: {expanded[name]} and {parameters} "
                     f"(names replace path separators, spaces and other unsafe characters with '_'); rename one of the files"
                 )
+            if folded.setdefault(name.lower(), name) != name:
+                raise ValueError(f"{source}: points {folded[name.lower()]!r} and {name!r} have names that differ only in "
+                                 f"case: on a file system that ignores case (macOS, Windows) they would share one record; "
+                                 f"rename one")
             expanded.setdefault(name, parameters)
     return expanded
 
