@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -418,11 +419,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finelip {args.command}: stopped by {stopped.signal_name} after step {stopped.step}{where}; {then} "
               f"(exit status {PREEMPTED_EXIT})", file=sys.stderr)
         return PREEMPTED_EXIT
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:
-        # Bad input (a setting, a path, a file): the message says what and what to do; no traceback.
+    except BAD_INPUT as error:
+        # Bad input (a setting, a path, a file, a missing package): the message says what and what to do;
+        # no traceback (FINELIP_DEBUG=1 shows it).
+        if os.environ.get("FINELIP_DEBUG") == "1":
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, ImportError) and error.name:
+            message = f"{error} (the package is not installed: pip install {error.name}, or pip install 'finelip-kit[all]')"
         print(f"finelip {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+# What the kit raises for bad input: a value or setting (ValueError, SettingError, the archive and record
+# refusals), a name (KeyError), a file or folder (OSError: missing, existing, a directory, no space, too
+# large, CheckpointWriteError), a refused pickle, a package not installed. Anything else is a bug: traceback.
+BAD_INPUT = (ValueError, KeyError, OSError, pickle.UnpicklingError, ImportError)
 
 
 if __name__ == "__main__":

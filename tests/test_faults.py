@@ -145,3 +145,19 @@ def test_a_preemption_signal_saves_the_finished_step_and_the_resume_is_bitwise(t
     b = read_state_dict(tmp_path / "victim" / "checkpoints" / "step_0000012" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert logged_steps(tmp_path / "victim") == logged_steps(tmp_path / "reference")
+
+
+def test_a_checkpoint_that_hits_the_file_size_limit_is_a_named_error_and_leaves_nothing_half_written(tmp_path):
+    import resource
+
+    limit = 4 << 20  # smaller than the model's weights file: its first checkpoint cannot be written
+    command = [sys.executable, "-m", "finelip_kit.cli", "train", "--out", str(tmp_path / "run"), "--eval-size", "8",
+               "--model", "tiny", "--set", "steps=4", "batch_size=8", "save_every=2", "progress=False",
+               "model.vision.image_size=32", "model.atrm_k=4", "data.image_size=32"]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert process.returncode == 2, process.stdout[-2000:] + process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+    assert "could not write the checkpoint of step 2 under" in process.stderr
+    assert "no earlier checkpoint: free disk space or raise the file-size limit (ulimit -f)" in process.stderr
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir()]  # the temporary folder is gone

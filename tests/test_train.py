@@ -385,3 +385,23 @@ def test_a_requeued_slurm_job_resumes_and_only_then():
     assert resume_after_requeue(TrainConfig(requeue=True, resume="/x"), {"SLURM_RESTART_COUNT": "1"}).resume == "/x"
     assert slurm_job({"SLURM_JOB_ID": "12"}) == "12" and slurm_job({}) is None
     assert slurm_job({"SLURM_JOB_ID": "14", "SLURM_ARRAY_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "2"}) == "12_2"
+
+
+def test_a_failed_checkpoint_write_names_the_intact_previous_one_and_removes_its_temporary(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from finelip_kit.train.checkpoint import CheckpointWriteError
+
+    trainer = Trainer(tiny(loss="global"), scenes(64), config(tmp_path, steps=2))
+    trainer.fit()
+    good = latest_checkpoint(tmp_path / "run")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    trainer.step = 3
+    with pytest.raises(CheckpointWriteError, match=rf"step 3 .*No space left on device.*the previous checkpoint "
+                                                   rf"'{good}' is intact"):
+        trainer.save_checkpoint()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [good.name]

@@ -16,6 +16,12 @@ import torch
 from .config import RESUME_CHANGEABLE, RESUME_IGNORED, TrainConfig
 
 CHECKPOINTS = "checkpoints"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, a file-size limit); earlier ones are untouched."""
+
+
 STATE_FILE = "trainer_state.pt"
 
 

@@ -36,6 +36,7 @@ from ..tokenizer import get_tokenizer
 from ..towers import Features
 from .checkpoint import (
     CHECKPOINTS,
+    CheckpointWriteError,
     STATE_FILE,
     _fsync,
     _python_state_from_tensors,
@@ -483,11 +484,23 @@ class Trainer:
         final = root / f"step_{self.step:07d}"
         temporary = root / f".tmp_step_{self.step:07d}_{os.getpid()}"
         remove_stale_temporaries(root)
-        save_pretrained(self.model, temporary, tokenizer=False)
-        torch.save(self._state(), temporary / STATE_FILE)
-        for path in temporary.iterdir():
-            _fsync(path)
-        _fsync(temporary)
+        try:
+            save_pretrained(self.model, temporary, tokenizer=False)
+            torch.save(self._state(), temporary / STATE_FILE)
+            for path in temporary.iterdir():
+                _fsync(path)
+            _fsync(temporary)
+        except Exception as error:  # a full disk, a file-size limit (ulimit -f), a quota: this checkpoint only
+            shutil.rmtree(temporary, ignore_errors=True)
+            if not isinstance(error, (OSError, RuntimeError)) and type(error).__name__ != "SafetensorError":
+                raise
+            previous = latest_checkpoint(self.out_dir)
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {self.step} under {str(root)!r} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'no detail'}); "
+                + (f"the previous checkpoint {str(previous)!r} is intact: " if previous else "no earlier checkpoint: ")
+                + "free disk space or raise the file-size limit (ulimit -f), then resume with train.resume=latest"
+            ) from error
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
