@@ -25,6 +25,8 @@ from typing import Sequence
 import ftfy
 import torch
 
+from .limits import caption_problem
+
 BOS_TOKEN = "<|startoftext|>"
 EOT_TOKEN = "<|endoftext|>"
 _NUM_MERGES = 49152 - 256 - 2  # CLIP's vocabulary: 49408 entries
@@ -131,6 +133,10 @@ class CLIPTextTokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids without special tokens, one list per text."""
         texts = _as_list(texts)
+        for number, text in enumerate(texts):
+            too_long = caption_problem(text) if isinstance(text, str) else None
+            if too_long:  # before cleaning and BPE: their cost grows with the text
+                raise ValueError(f"text {number} of {len(texts)} is refused: {too_long}")
         if self.clean:
             texts = [clean_text(t) for t in texts]
         # split_special_tokens: a literal "<|endoftext|>" in a caption is text, as in open_clip. open_clip's

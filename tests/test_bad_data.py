@@ -171,6 +171,12 @@ FIXTURES = {
                             "image is corrupt or truncated"),
     "jsonl decompression bomb": (jsonl_with_file(lambda r: write(r, "bomb.png", png_header_claiming(20000, 20000))),
                                  "too large to decode safely"),
+    "jsonl image one pixel tall": (jsonl_with_file(lambda r: write(r, "tall.png", png_header_claiming(1, 100_000))),
+                                   r"image too large or too elongated"),  # 400 bytes; resized to 64 x 6.4M: 2.5 GB
+    "jsonl image 100M pixels": (jsonl_with_file(lambda r: write(r, "big.png", png_header_claiming(10_000, 10_000))),
+                                r"image too large or too elongated"),  # over FINELIP_MAX_IMAGE_PIXELS, under PIL's error
+    "jsonl caption 200k characters": (jsonl_with({"image": "img/2.png", "caption": "word " * 40_000}),
+                                      "caption too long"),
     # own JSONL: groups and lines
     "jsonl group text": (jsonl_with({"image": "img/2.png", "caption": CAPTION, "group": "abc"}), "group is not an integer id"),
     "jsonl group fraction": (jsonl_with({"image": "img/2.png", "caption": CAPTION, "group": 1.5}), "group is not an integer id"),
@@ -246,3 +252,44 @@ def test_a_bad_record_is_counted_when_skipping(tmp_path, case):
     assert any(__import__("re").search(reason, r) for r in pairs.report.reasons), str(pairs.report)
     assert pairs.report.loaded == len(pairs) >= 2
     assert all(pairs[i]["image"].mode == "RGB" for i in range(len(pairs)))  # the kept ones all open
+
+
+def test_input_limits_are_checked_before_decoding_and_are_configurable(tmp_path, monkeypatch):
+    from finelip_kit import get_tokenizer
+    from finelip_kit.data import open_image
+    from finelip_kit.limits import image_size_problem
+
+    tall = png_header_claiming(1, 100_000)
+    with pytest.raises(ValueError, match=r"1 x 100000 pixels: aspect ratio 100,000, more than the 20 allowed "
+                                         r"\(FINELIP_MAX_ASPECT_RATIO\)"):
+        open_image(tall, "record 3")
+    monkeypatch.setenv("FINELIP_MAX_ASPECT_RATIO", "200000")
+    assert image_size_problem(1, 100_000) is None  # raised on purpose: the limit is the user's to set
+    monkeypatch.setenv("FINELIP_MAX_ASPECT_RATIO", "ten")
+    with pytest.raises(ValueError, match="FINELIP_MAX_ASPECT_RATIO='ten' is not a number"):
+        image_size_problem(10, 10)
+    monkeypatch.delenv("FINELIP_MAX_ASPECT_RATIO")
+    tokenizer = get_tokenizer(context_length=77)
+    with pytest.raises(ValueError, match=r"text 1 of 2 is refused: caption of 50,000,000 characters, more than the "
+                                         r"100,000 allowed \(FINELIP_MAX_CAPTION_CHARS"):
+        tokenizer(["a dog", "x" * 50_000_000])  # before the fix: about a minute and 6 GB
+    monkeypatch.setenv("FINELIP_MAX_CAPTION_CHARS", "10")
+    with pytest.raises(ValueError, match="caption of 14 characters"):
+        tokenizer(["a dog on a mat"])
+
+
+def test_a_data_path_that_is_not_a_file_or_folder_is_refused_not_read(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pairs.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"--data .*pairs.jsonl' is neither a regular file nor a folder"):
+        load_pairs(str(fifo))
+    with pytest.raises(ValueError, match=r"root .* is neither a regular file nor a folder"):
+        load_pairs("urban1k", root=str(fifo))
+    # the CLI too, in a process of its own: before the fix it blocked on the FIFO for ever
+    done = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "eval", "--model", "tiny", "--data", str(fifo)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "neither a regular file nor a folder" in done.stderr

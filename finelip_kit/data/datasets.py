@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
+from ..limits import caption_problem, image_size_problem
 from .pairs import ImageKeys, LoadReport, Pairs
 from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_name
 
@@ -84,6 +85,8 @@ def load_pairs(
     if key in KNOWN:
         if root is None:
             raise ValueError(f"load_pairs({name!r}) needs root= (where the dataset lies); see the README's data section")
+        if Path(root).exists():
+            _regular(Path(root), "root")
         split = PROTOCOLS[DEFAULT_PROTOCOL[key]].split if split is None else split
         if key == "urban1k" and split == "test":
             split = "all"  # Urban1k is one evaluation set
@@ -93,6 +96,7 @@ def load_pairs(
         return pairs
     split = "test" if split is None else split
     if Path(name).exists():
+        _regular(Path(name), "--data")
         raw, label = _own_data(Path(name), split, image_root), Path(name).name
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         return _hub(name, split)
@@ -102,6 +106,14 @@ def load_pairs(
             f"({', '.join(PROTOCOLS)}), an existing path, nor a hub id (org/name)"
         )
     return _validate(raw, label, on_error, verify)
+
+
+def _regular(path: Path, what: str) -> Path:
+    """``path`` if it is a regular file or a folder; a FIFO, device or socket would block or never end."""
+    if not (path.is_file() or path.is_dir()):
+        raise ValueError(f"{what} {str(path)!r} is neither a regular file nor a folder (a FIFO, device or socket?); "
+                         f"name the data's file or folder")
+    return path
 
 
 @dataclass
@@ -186,6 +198,9 @@ def _caption_problem(caption: Any) -> tuple[str, str] | None:
         return "caption missing or not text", f"got {type(caption).__name__}"
     if not caption.strip():
         return "empty or whitespace-only caption", repr(caption)
+    too_long = caption_problem(caption)
+    if too_long:
+        return "caption too long", too_long
     return None
 
 
@@ -208,6 +223,9 @@ def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | 
     label = "<bytes>" if isinstance(image, (bytes, bytearray)) else str(image)
     try:
         with Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image) as opened:
+            too_large = image_size_problem(*opened.size)  # the header's size, before decoding
+            if too_large:
+                return "image too large or too elongated", f"{label}: {too_large}"
             if verify == "full":
                 opened.load()
             else:
@@ -221,6 +239,8 @@ def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | 
 
 # ----------------------------------------------------------------------------- layouts
 def _read_text(path: Path) -> tuple[str | None, tuple[str, str] | None]:
+    if not path.is_file():
+        return None, ("caption file is not a regular file", str(path))
     try:
         return path.read_bytes().decode("utf-8"), None
     except UnicodeDecodeError as error:
@@ -240,6 +260,7 @@ def _read_json(path: Path) -> Any:
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, tuple[str, str] | None]]:
     """(line number, object or None, (reason, detail) or None) for each non-blank line."""
+    _regular(path, "annotation file")
     for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         if not line.strip():
             continue

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..limits import image_size_problem
 from .transforms import to_rgb
 
 
@@ -106,9 +107,16 @@ def open_image(source: str | bytes, where: str = "") -> Image.Image:
     label = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+            too_large = image_size_problem(*image.size)  # from the header, before any pixel is decoded
+            if too_large:
+                raise ValueError(f"{where}: image {label!r} is refused: {too_large}")
             image.load()
             return to_rgb(image)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{where}: image file {label!r} does not exist") from error
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{where}: image {label!r} could not be decoded ({error})") from error
+    except ValueError as error:
+        if "is refused:" in str(error):
+            raise
         raise ValueError(f"{where}: image {label!r} could not be decoded ({error})") from error
