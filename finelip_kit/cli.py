@@ -7,6 +7,7 @@
     finelip export --from <dir|.pt|.safetensors> --to <dir> [--what text|clip|finelip|open_clip]
     finelip shard <pairs> --out <dir> [--shard-size N]   (webdataset shards; train on them with --data wds:<dir>/)
     finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
+    finelip notebooks --to <dir>   (the notebooks and grid specs, for a kit installed from a wheel)
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
 """
@@ -169,6 +170,16 @@ def shard(args: argparse.Namespace) -> int:
     print(report)
     last = f"{report.shards - 1:06d}"
     print(f"stream them with load_pairs('wds:{args.out}/{{000000..{last}}}.tar') or --data wds:{args.out}/")
+    return 0
+
+
+def notebooks(args: argparse.Namespace) -> int:
+    from .shipped import copy_project
+
+    written = copy_project(args.to, overwrite=args.overwrite)
+    root = Path(args.to).expanduser().resolve()
+    print(f"copied {len(written)} files (notebooks/, ablations/grid.ipynb, explorer.ipynb, ablations/grids/) to {root}")
+    print(f"open them with: jupyter lab {root}  (relative paths in them start at {root})")
     return 0
 
 
@@ -335,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="bad records: raise, or skip and count them")
     sharder.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
     sharder.set_defaults(run=shard)
+    copier = commands.add_parser("notebooks", help="copy the notebooks and grid specs into a folder of your own "
+                                                  "(for a pip-installed kit)")
+    copier.add_argument("--to", required=True, help="the folder (created; it becomes a project root)")
+    copier.add_argument("--overwrite", action="store_true", help="replace files already there")
+    copier.set_defaults(run=notebooks)
     exporter = commands.add_parser(
         "export",
         help="convert weights: to a transformers text encoder, a transformers CLIPModel, or a finelip-kit checkpoint",

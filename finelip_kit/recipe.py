@@ -25,8 +25,12 @@ from .settings import BOOKKEEPING, DataSpec, EvalSpec, SettingError, by_section,
 from .train import TrainConfig
 
 
-# Where `make demo` (ablations/grid.ipynb with its defaults) leaves its model, in the kit's checkout.
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "ablations" / "results" / "default" / "model"
+def demo_model_dir() -> Path:
+    """Where `make demo` (ablations/grid.ipynb with its defaults) leaves its model: in the project the
+    working directory lies in (the checkout, or a folder ``finelip notebooks`` made; ``shipped.py``)."""
+    from .shipped import DEMO_RESULTS, in_project
+
+    return in_project(DEMO_RESULTS) / "default" / "model"
 
 
 @dataclass(frozen=True)

@@ -390,14 +390,22 @@ class AlignmentExplorer:
 
 def demo_model(model: str | None = "auto", steps: int = 300, batch_size: int = 64, out_dir: str = "runs/alignment"):
     """A model to look at: ``"auto"`` loads the `make demo` result (``ablations/results/default/model``
-    in the kit's checkout, wherever the notebook runs from) if it exists, else fine-tunes the
-    ``synthetic-tiny`` preset for ``steps`` through the one recipe into ``out_dir/model``;
-    ``None`` always trains; anything else is loaded with ``load_model`` (a checkpoint dir, ...)."""
+    in the project, wherever in it the notebook runs: ``recipe.demo_model_dir``) if it exists, else
+    says so (with the path it looked at) and fine-tunes the ``synthetic-tiny`` preset for ``steps``
+    through the one recipe into ``out_dir/model``; ``None`` always trains; anything else is loaded
+    with ``load_model`` (a checkpoint dir, ...)."""
     from .pretrained import load_model
-    from .recipe import DEMO_MODEL, RunSpec, run
+    from .recipe import RunSpec, demo_model_dir, run
 
     if model == "auto":
-        model = str(DEMO_MODEL) if DEMO_MODEL.is_dir() else None
+        found = demo_model_dir()
+        if found.is_dir():
+            model = str(found)
+        else:
+            print(f"no `make demo` model at {found} (run `make demo` in the checkout, or set model to a checkpoint "
+                  f"folder); training the synthetic-tiny preset for {steps} steps instead (about "
+                  f"{max(1, round(steps * 0.45 / 60))} min on 2 cores)")
+            model = None
     if model is None:
         spec = RunSpec(settings={"steps": steps, "batch_size": batch_size, "eval.size": 64, "eval.reference": False},
                        name="model", results_dir=out_dir, progress=False)

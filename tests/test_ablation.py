@@ -272,7 +272,7 @@ def test_shipped_record_sets_load_by_name_from_anywhere(tmp_path, monkeypatch):
     assert records_folder("calibration") == SHIPPED_RECORDS["calibration"]
     (tmp_path / "calibration").mkdir()  # a folder of the user's own wins over the shipped name
     assert records_folder("calibration") == Path("calibration")
-    with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'demo'\\]"):
+    with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'demo', 'official-switches'\\]"):
         load_records("no-such-set")
 
 
@@ -333,3 +333,35 @@ def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path, capsys):
     from finelip_kit.ablation.grid import load_yaml
 
     assert load_yaml("x: &x [1, 2]\ny: [*x, *x]\n", "small") == {"x": [1, 2], "y": [[1, 2], [1, 2]]}  # aliases still work
+
+
+def test_paths_the_docs_name_from_the_project_root_mean_one_folder_wherever_the_kernel_starts(tmp_path, monkeypatch):
+    from finelip_kit.ablation import AblationExplorer
+    from finelip_kit.shipped import PROJECT_MARKER, in_project, project_root
+
+    project = tmp_path / "project"
+    (project / "ablations" / "runs" / "smoke").mkdir(parents=True)
+    (project / PROJECT_MARKER).write_text("")
+    write_record(_record("k4", atrm_k=4, **{"global/group/t2i": 60.0}), project / "ablations" / "runs" / "smoke")
+    write_record(_record("k8", atrm_k=8, **{"global/group/t2i": 61.0}), project / "ablations" / "runs" / "smoke")
+    monkeypatch.chdir(project / "ablations")  # where JupyterLab starts a kernel for ablations/explorer.ipynb
+    assert project_root() == project and in_project("ablations/results") == project / "ablations" / "results"
+    assert len(load_records("ablations/runs/smoke")) == 2  # before the fix: "does not exist"
+    explorer = AblationExplorer("ablations/runs/smoke")
+    assert explorer.export_dir == project / "ablations" / "exports"  # not ablations/ablations/exports
+    with pytest.raises(FileNotFoundError) as error:
+        load_records("ablations/runs/nothing")
+    message = str(error.value)
+    assert f"Tried {project / 'ablations' / 'ablations' / 'runs' / 'nothing'} and {project / 'ablations' / 'runs' / 'nothing'}" \
+        in message and "point at ablations/runs" not in message
+    monkeypatch.chdir(tmp_path)  # outside any project: the working directory, as the CLI takes it
+    assert project_root() is None and in_project("x") == tmp_path / "x"
+
+
+def test_the_alignment_notebooks_auto_model_says_when_there_is_no_demo_model(tmp_path, monkeypatch, capsys):
+    from finelip_kit import viz
+
+    monkeypatch.chdir(tmp_path)
+    model = viz.demo_model("auto", steps=2, batch_size=8, out_dir=str(tmp_path / "alignment"))
+    assert f"no `make demo` model at {tmp_path / 'ablations' / 'results' / 'default' / 'model'}" in capsys.readouterr().out
+    assert model.context_length == 248

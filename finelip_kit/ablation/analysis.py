@@ -8,25 +8,29 @@ from typing import Any
 
 from ..records import BadRecord, read_record, summary_frame  # noqa: F401  (summary_frame: re-exported)
 from ..settings import all_keys, canonical, short_name
+from ..shipped import DEMO_RESULTS, RECORD_SETS, in_project, shipped
 
 
 # ----------------------------------------------------------------------------- reading records
-_ROOT = Path(__file__).resolve().parents[2]
-# Record folders that ship with the kit (multi-seed results), by name: load_records("calibration").
-SHIPPED_RECORDS: dict[str, Path] = {
-    "calibration": _ROOT / "docs" / "calibration",          # the benchmark's calibration, 18 settings x 3 seeds
-    "capacity-map": _ROOT / "docs" / "capacity" / "map",    # issue 18's map: width x scene load x arm, 3 seeds
-    "capacity-levers": _ROOT / "docs" / "capacity" / "levers",  # levers on ATRM's slot collapse, 3 seeds
-    "demo": _ROOT / "ablations" / "results",                # what `make demo` wrote (one point)
-}
+# Record folders that ship with the kit (multi-seed results), by name: load_records("calibration");
+# "demo" is what `make demo` wrote, in the project the working directory lies in (shipped.py).
+SHIPPED_RECORDS: dict[str, Path] = {name: shipped(folder) for name, folder in RECORD_SETS.items()}
+SHIPPED_RECORDS["demo"] = in_project(DEMO_RESULTS)
 
 
 def records_folder(results_dir: str | Path) -> Path:
-    """``results_dir`` as a folder: an existing path, else a shipped record set's name (``SHIPPED_RECORDS``)."""
+    """``results_dir`` as a folder: an existing path (from the working directory, or absolute), a
+    shipped record set's name (``SHIPPED_RECORDS``), or a path from the project root
+    (``ablations/runs/<grid>`` from a notebook in ``ablations/``: ``shipped.in_project``)."""
     path = Path(results_dir).expanduser()
-    if not path.is_dir() and str(results_dir) in SHIPPED_RECORDS:
-        return SHIPPED_RECORDS[str(results_dir)]
-    return path
+    if path.is_dir():
+        return path
+    name = str(results_dir)
+    if name in RECORD_SETS:
+        return shipped(RECORD_SETS[name])
+    if name == "demo":
+        return in_project(DEMO_RESULTS)
+    return in_project(path)
 
 
 def load_records(results_dir: str | Path, status: str | None = None):
@@ -45,9 +49,12 @@ def load_records(results_dir: str | Path, status: str | None = None):
     rows, skipped, reasons = [], [], {}
     folder = records_folder(results_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder {results_dir} does not exist; run a grid point first "
-                                f"(papermill ablations/grid.ipynb out.ipynb), point at ablations/runs/<grid>, "
-                                f"or name a shipped record set: {sorted(SHIPPED_RECORDS)}")
+        tried = list(dict.fromkeys(str(p) for p in (Path(results_dir).expanduser().absolute(), folder.absolute())))
+        raise FileNotFoundError(
+            f"results folder {str(results_dir)!r} does not exist; run a grid point first (papermill "
+            f"ablations/grid.ipynb out.ipynb), name the folder by its absolute path or by its path from the project "
+            f"root (found from any folder inside it), or name a shipped record set: {sorted(SHIPPED_RECORDS)}. "
+            f"Tried {' and '.join(tried)}")
     for path in sorted(folder.rglob("*.json")):
         if (path.parent / "model.safetensors").is_file() or path.parent.name.startswith("step_"):
             continue  # a saved model's or checkpoint's own config, not a record

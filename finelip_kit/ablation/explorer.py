@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..shipped import in_project
 from .analysis import _sort_key, as_text, ablation_table, load_records, metric_columns, parameter_columns, plot_ablation
 
 
@@ -21,7 +22,7 @@ class AblationExplorer:
         self.frame = load_records(records, status="ok") if isinstance(records, (str, Path)) else records
         if self.frame.empty:
             raise ValueError(f"no successful records in {records!r}; run a grid point first")
-        self.export_dir = Path(export_dir)
+        self.export_dir = in_project(export_dir)  # the project's ablations/exports wherever the kernel starts
         params = parameter_columns(self.frame) or ["seed"]
         metrics = metric_columns(self.frame)
         self.metric = widgets.Dropdown(options=metrics, value="global/group/t2i" if "global/group/t2i" in metrics else metrics[0],

@@ -168,8 +168,11 @@ def run_point(params: GridParameters, on_log=None) -> dict[str, Any]:
     recorded; its model is kept with ``keep_model``."""
     from ..recipe import RunSpec, run
 
+    from ..shipped import in_project
+
     spec = RunSpec(settings=params.to_settings(), preset=params.preset, name=check_name(params.name),
-                   results_dir=params.results_dir, keep_model=params.keep_model, keep_checkpoints=False,
+                   results_dir=str(in_project(params.results_dir)),  # from the project root, wherever the kernel starts
+                   keep_model=params.keep_model, keep_checkpoints=False,
                    progress=params.progress, requested=params.measured())
     return run(spec, on_log=on_log).record
 
