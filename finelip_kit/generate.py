@@ -141,6 +141,136 @@ def long_prompt_pipeline_xl(base, text_encoder, context_length: int | None = Non
                                         "text_encoder_2": encoder_2, "tokenizer_2": tokenizer_2})
 
 
+# ----------------------------------------------------------------------------- offline: tiny pipelines
+# Random tiny pipelines in the real diffusers formats (the tests' and the notebook's offline demo): they
+# show every mechanism of the comparison (what 77 tokens drop, the long encoder in the pipeline, the
+# scores) in seconds on a CPU, with noise for images.
+def _tiny_unet_and_vae(cross_attention_dim: int, **unet_extra):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=32, **unet_extra)
+    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=32)
+    return unet, vae
+
+
+def _scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def _tiny_base_text_encoder(directory):
+    """The packaged tiny CLIP's text tower at 77 tokens, as a transformers CLIPTextModel + tokenizer."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .model import FineLIP
+    from .pretrained import export_text_encoder
+
+    export_text_encoder(FineLIP.from_pretrained("tiny-synthetic-clip"), directory)
+    return CLIPTextModel.from_pretrained(str(directory)), CLIPTokenizer.from_pretrained(str(directory))
+
+
+def tiny_sd_pipeline(directory):
+    """A tiny random Stable Diffusion 1.5-style pipeline saved to ``directory`` (64 px, 77-token
+    text encoder: the packaged tiny CLIP's, width 96). Seconds for 2 steps on a CPU."""
+    import tempfile
+
+    from diffusers import StableDiffusionPipeline
+
+    unet, vae = _tiny_unet_and_vae(cross_attention_dim=96)
+    with tempfile.TemporaryDirectory() as scratch:
+        encoder, tokenizer = _tiny_base_text_encoder(scratch)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(str(directory))
+    return pipe
+
+
+def tiny_sdxl_pipeline(directory):
+    """A tiny random SDXL-style pipeline saved to ``directory``: encoder 1 the packaged tiny CLIP's
+    text tower (width 96), encoder 2 a random CLIPTextModelWithProjection (width 32), both 77 tokens."""
+    import tempfile
+
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    unet, vae = _tiny_unet_and_vae(cross_attention_dim=96 + 32, addition_embed_type="text_time",
+                                   addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + 32,
+                                   transformer_layers_per_block=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        encoder, tokenizer = _tiny_base_text_encoder(scratch)
+    torch.manual_seed(1)
+    encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, projection_dim=32, hidden_act="gelu", bos_token_id=49406, eos_token_id=49407,
+        pad_token_id=49407))
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=encoder, text_encoder_2=encoder_2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=_scheduler())
+    pipe.save_pretrained(str(directory))
+    return pipe
+
+
+def offline_demo(folder: str | Path, xl: bool = False) -> tuple[Path, Path]:
+    """``(base, encoder)`` folders of the offline demo under ``folder`` (built once): a tiny random SD1.5-style
+    (``xl``: SDXL-style) pipeline whose 77-token encoder is the packaged tiny CLIP's text tower, and that
+    tower stretched to 248 tokens (kps) as the long encoder."""
+    from .model import FineLIP
+    from .pretrained import export_text_encoder
+
+    folder = Path(folder)
+    base, encoder = folder / ("tiny-sdxl" if xl else "tiny-sd"), folder / "tiny-long-text"
+    if not (base / "model_index.json").is_file():
+        (tiny_sdxl_pipeline if xl else tiny_sd_pipeline)(base)
+    if not (encoder / "config.json").is_file():
+        long = FineLIP.from_pretrained("tiny-synthetic-clip", **{"text.context_length": 248, "text.stretch": "kps"})
+        export_text_encoder(long, encoder)
+    return base, encoder
+
+
+def pipeline_sources(base: str, encoder: str, demo: bool | str = "auto", folder: str | Path = "figures/t2i/offline",
+                     xl: bool = False):
+    """What ``compare_long_prompts`` should load, checked up front: ``(base, encoder, note)``. A base that
+    is neither a local folder nor in the Hugging Face cache cannot be had offline, nor can a missing
+    encoder export; then ``demo="auto"`` (or True) uses ``offline_demo`` (``note`` says so and what to
+    provide for the real comparison), ``demo=False`` raises naming what is missing."""
+    missing = []
+    if not _available(base, "model_index.json"):
+        missing.append(f"the base pipeline {base!r} is neither a local folder nor in the Hugging Face cache "
+                       f"(download it once online: huggingface-cli download {base}, or name a local SD1.5 folder)")
+    if not Path(encoder).is_dir():
+        missing.append(f"the long text encoder {encoder!r} does not exist (write it with `finelip export --from "
+                       f"longclip-L.pt --to {encoder} --what text`)")
+    if demo is True or (missing and demo == "auto"):
+        tiny_base, tiny_encoder = offline_demo(folder, xl)
+        why = "; ".join(missing) if missing else "demo=True"
+        return str(tiny_base), str(tiny_encoder), (
+            f"offline demo: {why}. Running tiny random pipelines instead ({tiny_base}, {tiny_encoder}): the images are "
+            f"noise; the comparison's mechanics (what 77 tokens drop, the long encoder, the scores) are real")
+    if missing:
+        raise FileNotFoundError("; ".join(missing) + " — or set demo='auto' to see the comparison on tiny pipelines")
+    return base, encoder, None
+
+
+def _available(name: str, index_file: str) -> bool:
+    """A local folder with ``index_file``, or a hub id whose ``index_file`` is in the local cache."""
+    if Path(name).is_dir():
+        return (Path(name) / index_file).is_file()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, index_file)
+    except Exception:  # not a valid repo id, no hub library: not available offline
+        return False
+    return isinstance(found, str)
+
+
 # ----------------------------------------------------------------------------- comparison
 EXAMPLE_PROMPTS = [
     "A cozy reading nook in a sunlit attic: a faded green velvet armchair beside a round window, a tall stack of "

@@ -106,6 +106,7 @@ def test_grid_runner_resumes_forces_and_isolates_failures(tmp_path, monkeypatch)
     first = finelip("grid", str(spec), cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "ran 2, skipped 0 (already recorded), failed 0" in first.stdout
+    assert "without encryption" not in first.stdout + first.stderr  # the points' kernels talk over unix sockets
     for name in ("default", "use_atrm=False"):
         record = json.loads((runs / f"{name}.json").read_text())
         assert record["status"] == "ok" and read_notebook_record(runs / f"{name}.ipynb")["run_name"] == name
@@ -195,6 +196,20 @@ def test_text_to_image_notebook_runs_the_tiny_pipeline_side_by_side(tmp_path):
     assert "dropped at 77 tokens: '" in text and "green tower far behind" in text
     assert "77 tokens" in text and "long" in text  # the score table's columns
     assert (tmp_path / "figures/t2i/comparison.png").stat().st_size > 5000
+
+
+def test_text_to_image_notebook_with_its_defaults_offline_says_what_is_missing_and_runs_the_tiny_demo(tmp_path):
+    notebook = execute("notebooks/05_text_to_image.ipynb", tmp_path / "out.ipynb", steps=2)  # the defaults otherwise
+    text = outputs_of(notebook)
+    assert "offline demo: the base pipeline 'stable-diffusion-v1-5/stable-diffusion-v1-5' is neither a local folder nor " \
+           "in the Hugging Face cache" in text
+    assert "the long text encoder 'exports/longclip-L-text' does not exist" in text and "the images are noise" in text
+    assert text.count("dropped at 77 tokens: '") == 2  # both example prompts are longer than 77 tokens
+    assert (tmp_path / "figures/t2i/comparison.png").stat().st_size > 5000
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="neither a local folder nor in the Hugging Face cache"):
+        execute("notebooks/05_text_to_image.ipynb", tmp_path / "strict.ipynb", steps=2, demo=False)
 
 
 def test_grid_notebook_refuses_a_run_name_that_leaves_the_results_folder(tmp_path):

@@ -287,7 +287,7 @@ def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str
         started = time.perf_counter()
         try:
             papermill.execute_notebook(str(spec.notebook), str(output), parameters=injected, kernel_name=kernel_name,
-                                       progress_bar=False, cwd=os.getcwd())
+                                       progress_bar=False, cwd=os.getcwd(), kernel_manager_class=ipc_kernel_manager())
             if _status(spec.runs_dir / f"{name}.json") != "ok":
                 raise RuntimeError(f"the notebook finished but wrote no successful record {name}.json")
             return None
@@ -298,6 +298,18 @@ def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str
             if not isinstance(error, Exception):
                 raise
             return message
+
+
+def ipc_kernel_manager():
+    """The kernel manager grid points run under: the kernel talks over local (unix) sockets, not TCP, so no
+    other user of the machine can connect to it (and it prints no "running over TCP without encryption")."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
 
 
 def failed_record(name: str, parameters: dict[str, Any], error: str, **extra: Any) -> dict[str, Any]:
