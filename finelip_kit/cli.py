@@ -64,9 +64,8 @@ def parse_settings(settings: list[str]) -> dict:
 
 
 def train(args: argparse.Namespace) -> int:
-    from .recipe import RunSpec, run
+    from .recipe import RunSpec, run, with_validation_size
     from .settings import normalise
-    from .recipe import TRAIN_PRESETS
 
     settings = normalise(parse_settings(args.set or []), where="--set")
     options = {"model.source": args.model, "data.source": args.data, "data.root": args.data_root,
@@ -76,11 +75,7 @@ def train(args: argparse.Namespace) -> int:
             if key in settings and settings[key] != value:
                 raise ValueError(f"{key} is given twice: by an option ({value!r}) and by --set ({settings[key]!r}); keep one")
             settings[key] = value
-    source = settings.get("data.source", TRAIN_PRESETS[args.preset]["data"])
-    if source == "synthetic":
-        settings.setdefault("eval.val_size", args.eval_size)
-    elif settings.get("data.val_split"):
-        settings.setdefault("eval.val_size", None)  # the whole validation split
+    settings = with_validation_size(settings, args.preset, args.eval_size)
     out = Path(args.out)
     spec = RunSpec(settings=settings, preset=args.preset, name=out.name, results_dir=str(out.parent),
                    progress=bool(settings.get("train.progress", True)))

@@ -172,9 +172,10 @@ def _text_fields(record: dict[str, Any]) -> tuple[str, Any, int | None]:
 
 
 def score_gallery(
-    model: FineLIP, gallery: Gallery, mode: str, fuse_weight: float = 0.2, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    model: FineLIP, gallery: Gallery, mode: str, fuse_weight: float | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> torch.Tensor:
-    """``(n_images, n_texts)`` scores of ``gallery`` in ``mode`` (``global``, ``fine``, ``fused``)."""
+    """``(n_images, n_texts)`` scores of ``gallery`` in ``mode`` (``global``, ``fine``, ``fused``); ``fuse_weight``:
+    the fused score's CLIM weight (None: the model's own ``fuse_weight``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "global":
@@ -184,10 +185,11 @@ def score_gallery(
 
 
 def rerank_scores(
-    model: FineLIP, gallery: Gallery, k: int, mode: str = "fine", fuse_weight: float = 0.2,
+    model: FineLIP, gallery: Gallery, k: int, mode: str = "fine", fuse_weight: float | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two-stage scoring: global top-``k`` candidates, then CLIM (``fine``) or ``fused`` re-ranking.
+    """Two-stage scoring: global top-``k`` candidates, then CLIM (``fine``) or ``fused`` re-ranking
+    (``fuse_weight`` None: the model's own).
 
     Returns ``(for_i2t, for_t2i)``, two ``(n_images, n_texts)`` matrices: in each direction a
     query's ``k`` candidates carry their re-ranked score and every other entry its global score
@@ -195,6 +197,7 @@ def rerank_scores(
     """
     if mode not in ("fine", "fused"):
         raise ValueError(f"re-ranking applies to 'fine' or 'fused', got {mode!r}")
+    fuse_weight = model.config.fuse_weight if fuse_weight is None else fuse_weight
     coarse = check_finite(global_similarity(gallery.images.global_, gallery.texts.global_), "global")
     offset = 1e4
     results = []
@@ -239,7 +242,7 @@ def group_members(query_groups: torch.Tensor, pool_groups: torch.Tensor) -> torc
 
 
 def within_group_scores(
-    model: FineLIP, gallery: Gallery, mode: str = "fine", fuse_weight: float = 0.2,
+    model: FineLIP, gallery: Gallery, mode: str = "fine", fuse_weight: float | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``mode`` scores of every in-group pair only — what within-group accuracy reads — as
@@ -251,6 +254,7 @@ def within_group_scores(
         raise ValueError("the gallery declares no groups; within-group scores need data with a 'group' field")
     if mode not in ("fine", "fused"):
         raise ValueError(f"within_group_scores applies to 'fine' or 'fused', got {mode!r}")
+    fuse_weight = model.config.fuse_weight if fuse_weight is None else fuse_weight
     coarse = check_finite(global_similarity(gallery.images.global_, gallery.texts.global_), "global")
     results = []
     for by, scores, queries, pool in (("image", coarse, gallery.image_groups, gallery.text_groups),

@@ -155,6 +155,19 @@ def preset_settings(name: str) -> dict[str, Any]:
             **{f"eval.{k}": v for k, v in spec.get("eval", {}).items()}}
 
 
+def with_validation_size(settings: dict[str, Any], preset: str, val_size: int | None) -> dict[str, Any]:
+    """``settings`` (dotted, normalised) with the validation size a run started by hand takes unless it names
+    one (``finelip train --eval-size``, notebook 02's ``eval_size``): on the synthetic benchmark ``val_size``
+    pairs; on real data with a validation split, all of it."""
+    out = dict(settings)
+    source = out.get("data.source", preset_settings(preset)["data.source"])
+    if source == "synthetic":
+        out.setdefault("eval.val_size", val_size)
+    elif out.get("data.val_split"):
+        out.setdefault("eval.val_size", None)
+    return out
+
+
 def resolve(spec: RunSpec) -> Resolved:
     """Check and build every setting of ``spec`` (nothing is loaded or trained): the preset's
     settings, then the run's on top. The preset's model overrides apply to the preset's own

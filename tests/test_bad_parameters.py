@@ -249,3 +249,40 @@ def test_identical_points_written_two_ways_are_one_point(tmp_path):
 def test_train_config_errors_name_unknown_keys():
     with pytest.raises(KeyError, match="unknown setting 'train.lr'"):
         train_config("synthetic-tiny", lr=1.0)
+
+
+def test_the_effective_length_curve_fuses_with_the_models_own_weight():
+    from finelip_kit.evaluate import effective_length_curve
+
+    data = test_scenes(16)
+    for weight, same_as in ((0.0, "global"), (1.0, "fine")):
+        model = tiny(fuse_weight=weight)
+        fused = effective_length_curve(model, data, lengths=(20, 77), mode="fused")
+        assert fused.equals(effective_length_curve(model, data, lengths=(20, 77), mode=same_as))  # before: 0.2 always
+
+
+def test_a_hub_dataset_keeps_the_callers_on_error(monkeypatch):
+    import datasets
+    from PIL import Image
+
+    from finelip_kit.data import load_pairs
+
+    rows = [{"image": Image.new("RGB", (8, 8), (i, 0, 0)), "caption": caption}
+            for i, caption in enumerate(["a red square", "   ", "a blue circle"])]
+    hub = datasets.Dataset.from_list(rows).cast_column("image", datasets.Image())
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: hub)
+    with pytest.raises(ValueError, match=r"org/set\[1\].*empty or whitespace-only caption.*on_error='skip'"):
+        load_pairs("org/set")
+    pairs = load_pairs("org/set", on_error="skip")  # before the fix: raised whatever the caller asked
+    assert len(pairs) == 2 and pairs.report.skipped == 1
+
+
+def test_the_cli_and_notebook_02_decide_the_validation_size_in_one_place():
+    from finelip_kit.recipe import with_validation_size
+
+    assert with_validation_size({}, "synthetic-tiny", 400) == {"eval.val_size": 400}
+    # a paper preset brings its own data: not synthetic (notebook 02 used to treat data=None as synthetic)
+    assert with_validation_size({}, "paper-b16", 400) == {}
+    assert with_validation_size({"data.val_split": "eval"}, "paper-b16", 400) == {"data.val_split": "eval", "eval.val_size": None}
+    assert with_validation_size({"data.source": "synthetic"}, "paper-b16", 50)["eval.val_size"] == 50
+    assert with_validation_size({"eval.val_size": 8}, "synthetic-tiny", 400)["eval.val_size"] == 8

@@ -99,7 +99,7 @@ def load_pairs(
         _regular(Path(name), "--data")
         raw, label = _own_data(Path(name), split, image_root), Path(name).name
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", name):
-        return _hub(name, split)
+        return _hub(name, split, on_error, verify)
     else:
         raise FileNotFoundError(
             f"{name!r} is neither a known dataset ({', '.join(KNOWN)}), an evaluation protocol "
@@ -595,7 +595,7 @@ def _extract_if_zip(root: Path, cache_dir, expect: tuple[str, ...]) -> Path:
     return target
 
 
-def _hub(name: str, split: str) -> Pairs:
+def _hub(name: str, split: str, on_error: str = "raise", verify: str = "full") -> Pairs:
     """A hub dataset (online only): the first image column and a caption-like column."""
     import datasets
 
@@ -613,7 +613,7 @@ def _hub(name: str, split: str) -> Pairs:
     records = (
         RawRecord(_image_bytes(row[image_column]), row[caption_column], str(i), f"{name}[{i}]") for i, row in enumerate(hf)
     )
-    return _validate(records, name, "raise", "none")
+    return _validate(records, name, on_error, verify)
 
 
 def _image_bytes(image: Image.Image) -> bytes:
