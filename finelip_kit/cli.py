@@ -101,7 +101,7 @@ def train(args: argparse.Namespace) -> int:
         if metrics:
             split = "val" if title == "validation" else "test"
             print(f"{title} ({record[split + '_pairs']} pairs), protocol {record.get('protocols', {}).get(split)}:")
-            print(summary_table(metrics))
+            print(summary_table(metrics, (record.get("chance") or {}).get(split)))
     if record.get("reference"):
         reference = record["reference"]["metrics"]
         print(f"reference, {record['reference']['name']}: within-group {reference.get('global/group/t2i', float('nan')):.1f}%, "
@@ -109,8 +109,9 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_table(metrics: dict) -> str:
-    """A compact text table of retrieval metrics (``<mode>/<metric>`` keys)."""
+def summary_table(metrics: dict, chance: dict | None = None) -> str:
+    """A compact text table of retrieval metrics (``<mode>/<metric>`` keys); ``chance``: within-group
+    accuracy by chance (``evaluate.group_chance``), printed as a last row."""
     from .config import SCORE_MODES
 
     modes = [m for m in dict.fromkeys(key.split("/")[0] for key in metrics) if m in SCORE_MODES]
@@ -118,6 +119,8 @@ def summary_table(metrics: dict) -> str:
     lines = [f"{'mode':<8}" + "".join(f"{c:>11}" for c in columns)]
     for mode in modes:
         lines.append(f"{mode:<8}" + "".join(f"{metrics.get(f'{mode}/{c}', float('nan')):>11.1f}" for c in columns))
+    if chance:
+        lines.append(f"{'chance':<8}" + " " * 44 + "".join(f"{chance[c]:>11.1f}" for c in ("group/i2t", "group/t2i")))
     return "\n".join(lines)
 
 
@@ -265,13 +268,16 @@ def _grid_on_slurm(spec, path: str, action: str, args: argparse.Namespace) -> in
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
-    from .evaluate import MODES
+    from .config import SCORE_MODES as MODES
     from .pretrain import PRETRAIN
 
     from .recipe import TRAIN_PRESETS
     from .train import TrainConfig
 
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="finelip", description="finelip-kit command line")
+    parser.add_argument("--version", action="version", version=f"finelip-kit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     options = "\n".join(f"  train.{f.name} = {f.default if f.default is not dataclasses.MISSING else f.default_factory()!r}"
                          for f in dataclasses.fields(TrainConfig))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange, reduce
 
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+from .config import DEFAULT_CHUNK_BYTES  # noqa: E402 (defined with the settings)
 _FLOAT32_BYTES = 4
 
 

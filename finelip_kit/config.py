@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .positional import STRETCH_MODES
+STRETCH_MODES = ("kps", "linear", "none", "scratch")  # text position stretching (positional.py)
+DEFAULT_CHUNK_BYTES = 256 * 2**20  # CLIM's similarity chunks (clim.py)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -41,8 +41,9 @@ class Gallery:
 @dataclass
 class RetrievalResult:
     metrics: dict[str, float]
-    table: Any  # pandas.DataFrame when pandas is installed, else the rows as a list
+    table: Any  # pandas.DataFrame: mode x direction x R@1/5/10, within-group accuracy and its chance level
     protocol: str | None = None  # the evaluation protocol of the data (``Pairs.protocol``; data/protocols.py)
+    chance: dict[str, float] | None = None  # within-group accuracy of a random scorer (group_chance), where groups exist
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -89,6 +90,18 @@ def group_accuracy(
     return {"group/i2t": 100.0 * i2t.float().mean().item(), "group/t2i": 100.0 * t2i.float().mean().item()}
 
 
+def group_chance(text_image: torch.Tensor, image_groups: torch.Tensor, text_groups: torch.Tensor) -> dict[str, float]:
+    """Within-group accuracy (percent) of a random scorer, as ``group_accuracy`` counts it: image→text, an
+    image's own captions among its group's captions; text→image, one image among its group's images
+    (25 % each way for the synthetic benchmark's groups of four)."""
+    same = rearrange(image_groups, "i -> i 1") == rearrange(text_groups, "t -> 1 t")  # (images, texts)
+    own = torch.zeros_like(same)
+    own[text_image, torch.arange(len(text_image))] = True
+    i2t = own.sum(1).float() / same.sum(1).float()
+    t2i = 1.0 / same.sum(0).float()
+    return {"group/i2t": 100.0 * i2t.mean().item(), "group/t2i": 100.0 * t2i.mean().item()}
+
+
 # ----------------------------------------------------------------------------- encoding and scoring
 @contextmanager
 def eval_mode(model: torch.nn.Module):
@@ -129,7 +142,8 @@ def encode_gallery(
     image_index = {key: i for i, key in enumerate(image_keys)}
     with eval_mode(model):
         image_parts, text_parts = [], []
-        bar = tqdm(total=len(image_rows) + len(captions), desc="encoding", disable=not progress, leave=False)
+        bar = tqdm(total=len(image_rows) + len(captions), desc=f"encoding {len(image_rows)} images + {len(captions)} "
+                   f"captions", unit="item", disable=not progress, leave=False)
         for start in range(0, len(image_rows), batch_size):
             rows = image_rows[start : start + batch_size]
             images = torch.stack([transform(data[r]["image"]) for r in rows]).to(device)
@@ -303,6 +317,8 @@ def evaluate_retrieval(
     gallery = gallery or encode_gallery(model, data, batch_size=batch_size, device=device, progress=progress)
     metrics: dict[str, float] = {}
     rows = []
+    chance = (group_chance(gallery.text_image, gallery.image_groups, gallery.text_groups)
+              if gallery.image_groups is not None else None)
     for mode in modes:
         if rerank_k and mode != "global":
             for_i2t, for_t2i = rerank_scores(model, gallery, rerank_k, mode, fuse_weight, chunk_bytes)
@@ -322,14 +338,12 @@ def evaluate_retrieval(
             row = {"mode": name, "direction": direction, **{k.split("/")[-1]: v for k, v in values.items() if k.startswith(direction)}}
             if f"group/{direction}" in values:
                 row["group acc"] = values[f"group/{direction}"]
+                row["group chance"] = chance[f"group/{direction}"]
             rows.append(row)
-    try:
-        import pandas
+    import pandas
 
-        table = pandas.DataFrame(rows).set_index(["mode", "direction"]).round(2)
-    except ImportError:
-        table = rows
-    return RetrievalResult(metrics, table, data_protocol(data))
+    table = pandas.DataFrame(rows).set_index(["mode", "direction"]).round(2)
+    return RetrievalResult(metrics, table, data_protocol(data), chance)
 
 
 def data_protocol(data) -> str | None:

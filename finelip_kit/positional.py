@@ -27,7 +27,7 @@ import math
 import torch
 from einops import einsum
 
-STRETCH_MODES = ("kps", "linear", "none", "scratch")
+from .config import STRETCH_MODES  # noqa: E402 (the one list of modes, with the settings)
 SCRATCH_INIT_STD = 0.01
 
 

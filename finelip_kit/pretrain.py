@@ -17,11 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .data import CaptionView, SyntheticScenes
-from .evaluate import evaluate_retrieval
-
 BASE_MODEL = {"text.context_length": 77, "text.stretch": "none", "use_atrm": False, "use_clim": False, "loss": "global"}
 PRETRAIN = dict(seed=0, steps=600, batch_size=128, lr=2e-3, warmup_steps=50, eval_pairs=1000)
 
@@ -49,6 +44,8 @@ def pretrain_tiny(out_dir: str | Path, steps: int = PRETRAIN["steps"], seed: int
                   progress: bool = True, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the tiny base, evaluate it, write it as a packaged-model folder; returns its metrics.
     ``settings``: more settings of the vocabulary (a width, denser scenes), recorded in the metrics."""
+    import torch
+
     from .weights.assets import TOKEN_ROWS, save_asset
     from .data.synthetic import vocabulary_token_ids
     from .model import create_model
@@ -77,7 +74,8 @@ def base_metrics(model, pairs: int = PRETRAIN["eval_pairs"], synthetic: dict[str
     """R@1 on the synthetic validation split (default scenes, or ``synthetic`` SyntheticConfig
     fields) with alt-text captions and with long captions (cut to the model's context), and
     within-group accuracy on the long ones."""
-    from .data.synthetic import SyntheticConfig
+    from .data import CaptionView, SyntheticConfig, SyntheticScenes
+    from .evaluate import evaluate_retrieval
 
     val = SyntheticScenes(SyntheticConfig(**(synthetic or {})), split="val", size=pairs)
     short = evaluate_retrieval(model, CaptionView(val, "alt_caption"), modes=("global",))

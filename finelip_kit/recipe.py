@@ -317,20 +317,24 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
         model_dir = folder / "model"
         model.save_pretrained(str(model_dir))
 
-    def score(pairs, modes=evaluation.modes, rerank_k=evaluation.rerank_k) -> dict[str, float]:
+    chance: dict[str, dict[str, float]] = {}  # within-group accuracy of a random scorer, per split with groups
+
+    def score(pairs, modes=evaluation.modes, rerank_k=evaluation.rerank_k, split=None) -> dict[str, float]:
         result = evaluate_retrieval(model, pairs, modes=modes, rerank_k=rerank_k, batch_size=evaluation.batch_size,
                                     chunk_bytes=evaluation.chunk_bytes,
                                     progress=spec.progress, device=config.device if config.device != "auto" else None)
+        if split and result.chance:
+            chance[split] = result.chance
         return plain_mode_names(result.metrics)
 
     tick = time.perf_counter()
-    metrics = score(test_data) if test_data is not None else {}
+    metrics = score(test_data, split="test") if test_data is not None else {}
     if test_data is not None and evaluation.alt_captions:
         alt = score(CaptionView(test_data, "alt_caption"), modes=("global",), rerank_k=None)
         metrics.update({f"alt/{k}": v for k, v in alt.items()})
     if test_data is not None and evaluation.binding:
         metrics.update({f"binding/{k}": v for k, v in score(binding_pairs(resolved.data, len(test_data))).items()})
-    val_metrics = score(val_data) if val_data is not None else {}
+    val_metrics = score(val_data, split="val") if val_data is not None else {}
     if val_metrics:  # the training log ends with the final validation scores, as periodic evaluations appear there
         trainer.write_log({"step": trainer.step, "final": True, **{f"eval/{k}": round(v, 3) for k, v in val_metrics.items()}})
     eval_seconds = time.perf_counter() - tick
@@ -356,6 +360,7 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
         "history": [{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
         "timings": {"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
         "protocols": {"test": data_protocol(test_data), "val": data_protocol(val_data)},  # what the numbers were measured on
+        "chance": chance,  # {"test": {"group/i2t": 25.0, "group/t2i": 25.0}, ...}: within-group accuracy by chance
         "test_pairs": len(test_data) if test_data is not None else 0,
         "val_pairs": len(val_data) if val_data is not None else 0,
         "run_dir": str(folder),

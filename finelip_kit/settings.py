@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
 
-from .clim import DEFAULT_CHUNK_BYTES
-from .config import SCORE_MODES, FineLIPConfig, SettingError, closest
+from .config import DEFAULT_CHUNK_BYTES, SCORE_MODES, FineLIPConfig, SettingError, closest
 
 SECTIONS = ("model", "train", "data", "eval")
 

@@ -201,3 +201,48 @@ def test_cli_eval_writes_results(tmp_path):
                  "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert saved["data"] == "synthetic" and "fine@rerank4/t2i/R@1" in saved["metrics"]
+
+
+def test_within_group_chance_is_what_a_random_scorer_gets_on_average():
+    from finelip_kit.evaluate import group_chance
+
+    # groups: images {0, 1} with texts {0, 1, 2} (image 0 has captions 0 and 1), images {2, 3, 4} with texts {3, 4, 5}
+    text_image = torch.tensor([0, 0, 1, 2, 3, 4])
+    image_groups, text_groups = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 0, 0, 1, 1, 1])
+    chance = group_chance(text_image, image_groups, text_groups)
+    # i2t: image 0 has 2 of 3, image 1 has 1 of 3, images 2-4 have 1 of 3 each; t2i: 1 of 2 (group 0), 1 of 3 (group 1)
+    assert chance["group/i2t"] == pytest.approx(100 * (2 / 3 + 1 / 3 + 3 * 1 / 3) / 5)
+    assert chance["group/t2i"] == pytest.approx(100 * (3 * 1 / 2 + 3 * 1 / 3) / 6)
+    generator = torch.Generator().manual_seed(0)  # and a random scorer lands there
+    draws = [group_accuracy(torch.rand(5, 6, generator=generator), text_image, image_groups, text_groups)
+             for _ in range(4000)]
+    for key in chance:
+        assert sum(d[key] for d in draws) / len(draws) == pytest.approx(chance[key], abs=1.5)
+
+
+def test_the_evaluation_table_and_the_cli_print_chance_and_count_items_not_pairs(tiny_gallery, capsys):
+    model, data, gallery = tiny_gallery
+    result = evaluate_retrieval(model, data, gallery=gallery)
+    assert result.chance == {"group/i2t": 25.0, "group/t2i": 25.0}  # the synthetic groups of four
+    assert set(result.table["group chance"]) == {25.0}
+    from finelip_kit.cli import summary_table
+
+    table = summary_table(result.metrics, result.chance)
+    assert table.splitlines()[-1].split() == ["chance", "25.0", "25.0"]
+    encode_gallery(model, data, progress=True)
+    assert "encoding 24 images + 24 captions" in capsys.readouterr().err  # it counted 48 "pairs" before
+
+
+def test_the_cli_answers_version_and_help_without_importing_torch():
+    import subprocess
+    import sys
+
+    from finelip_kit import __version__
+
+    probe = ("import sys\nfrom finelip_kit.cli import main\nfor argv in ({}):\n    try:\n        main(argv)\n"
+             "    except SystemExit:\n        pass\nprint('torch imported:', 'torch' in sys.modules)")
+    for argv in ("['--help'], ['train', '--help'], ['grid', '--help'], ['eval', '--help']", "['--version'],"):
+        done = subprocess.run([sys.executable, "-c", probe.format(argv)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "torch imported: False" in done.stdout, done.stdout + done.stderr
+    version = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"finelip-kit {__version__}"

@@ -13,13 +13,21 @@
 A whole run (a preset, model + data + training + evaluation → a record) is ``finelip_kit.recipe.run``.
 """
 
-from .checkpoint import CHECKPOINTS, STATE_FILE, check_resume_config, latest_checkpoint, remove_stale_temporaries, trim_log
-from .config import PRECISIONS, RESUME_CHANGEABLE, RESUME_IGNORED, TrainConfig, lr_factor
-from .loop import Trainer, parameter_groups
-from .sampling import EpochSampler, SeededPairs
+from importlib import import_module
 
-__all__ = [
-    "CHECKPOINTS", "PRECISIONS", "RESUME_CHANGEABLE", "RESUME_IGNORED", "STATE_FILE", "EpochSampler", "SeededPairs",
-    "TrainConfig", "Trainer", "check_resume_config", "latest_checkpoint", "lr_factor", "parameter_groups",
-    "remove_stale_temporaries", "trim_log",
-]
+_EXPORTS = {
+    "CHECKPOINTS": ".checkpoint", "STATE_FILE": ".checkpoint", "check_resume_config": ".checkpoint",
+    "latest_checkpoint": ".checkpoint", "remove_stale_temporaries": ".checkpoint", "trim_log": ".checkpoint",
+    "PRECISIONS": ".config", "RESUME_CHANGEABLE": ".config", "RESUME_IGNORED": ".config", "TrainConfig": ".config",
+    "lr_factor": ".config", "Trainer": ".loop", "parameter_groups": ".loop", "EpochSampler": ".sampling",
+    "SeededPairs": ".sampling",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):  # imported when first used: TrainConfig alone does not need torch
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'finelip_kit.train' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ATTENTION
-from .execution import ADAMW_KERNELS
 
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "requeue", "progress", "log_every", "eval_every", "eval_modes",
@@ -17,6 +16,7 @@ RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "requeue", "progress", 
 # Settings a resume may change when named in ``resume_changes`` (the budget, the guard rails).
 RESUME_CHANGEABLE = ("steps", "epochs", "train_minutes", "max_nonfinite", "precision")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ADAMW_KERNELS = ("auto", "fused", "foreach", "for-loop")  # train/execution.py
 SCHEDULES = ("cosine", "official")
 BATCH_SCOPES = ("process", "global")
 DECAY_SCOPES = ("weights", "all")

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-ADAMW_KERNELS = ("auto", "fused", "foreach", "for-loop")
+from .config import ADAMW_KERNELS  # noqa: E402
 
 
 def adamw_kernel(setting: str, device: torch.device) -> str:
