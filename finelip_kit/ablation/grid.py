@@ -303,11 +303,20 @@ def _execute_point(spec: GridSpec, name: str, parameters: dict, kernel_name: str
 def ipc_kernel_manager():
     """The kernel manager grid points run under: the kernel talks over local (unix) sockets, not TCP, so no
     other user of the machine can connect to it (and it prints no "running over TCP without encryption")."""
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _unique_socket_prefix(self) -> str:  # jupyter_client's default is "kernel-ipc" in the working folder
+            folder = Path(jupyter_runtime_dir())
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return str(folder / f"finelip-{uuid.uuid4().hex[:12]}-ipc")
 
     return IPCKernelManager
 

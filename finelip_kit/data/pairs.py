@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import warnings
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from PIL import Image
 
-from ..limits import image_size_problem
+from ..limits import caption_problem, image_size_problem
 from .transforms import to_rgb
 
 
@@ -102,11 +106,142 @@ class Pairs:
                 f"skipped {self.report.skipped})")
 
 
+@dataclass
+class RawRecord:
+    image: str | bytes | None
+    caption: Any
+    image_key: str
+    where: str  # "file:line" or similar, for messages
+    short_caption: str | None = None
+    problem: tuple[str, str] | None = None  # (reason, detail): a defect found while reading
+    group: int | None = None  # a hard-negative group (the synthetic benchmark written to disk)
+    note: str | None = None  # the protocol trimmed this record (counted in the report's notes)
+    left_out: bool = False  # the protocol itself leaves this record out (counted in the notes, not a defect)
+    id_key: str | None = None  # what names this record's image, when not ``image_key`` (a shard's json image_id)
+
+
+def validate_records(raw: Iterator[RawRecord], label: str, on_error: str, verify: str) -> Pairs:
+    """The one validation pass every loader's raw records go through (files, archives, shards, the hub):
+    captions, images, one image per image id; a defect raises naming the record, or is skipped and counted."""
+    import datasets
+
+    report = LoadReport()
+    rows: list[dict[str, Any]] = []
+    ids: dict[str, int] = {}
+    images = ImageKeys()
+    seen_pairs: set[tuple[str, str]] = set()
+    for record in raw:
+        if record.note:
+            report.notes[record.note] += 1
+        if record.left_out:
+            continue
+        key = record.id_key or record.image_key
+        problem = record.problem or _caption_problem(record.caption)
+        if problem is None:
+            problem = images.problem(key, record.image)
+        if problem is None and (key, record.caption) in seen_pairs:
+            problem = ("duplicate pair (same image id and caption)", f"id {key!r}")
+        if problem is None:
+            problem = _image_problem(record.image, verify)
+        if problem is not None:
+            reason, detail = problem
+            if on_error == "raise":
+                raise ValueError(
+                    f"{label}: {record.where}: {reason} ({detail}). Fix the record, or pass on_error='skip' to "
+                    f"skip such records (they are counted in the returned report)"
+                )
+            report.skip(reason, record.where, detail)
+            continue
+        caption = " ".join(record.caption.split())
+        images.add(key, record.image)
+        seen_pairs.add((key, record.caption))
+        image_id = ids.setdefault(key, len(ids))
+        is_bytes = isinstance(record.image, (bytes, bytearray))
+        rows.append(
+            {
+                "image": "" if is_bytes else str(record.image),
+                "image_bytes": bytes(record.image) if is_bytes else None,
+                "caption": caption,
+                "short_caption": record.short_caption or first_sentence(caption),
+                "image_id": image_id,
+                "image_key": record.image_key,
+                "group": record.group,
+            }
+        )
+    report.loaded = len(rows)
+    if not rows:
+        raise ValueError(f"{label}: no usable pairs ({report})")
+    hf = datasets.Dataset.from_list(rows)
+    if all(r["image_bytes"] is None for r in rows):
+        hf = hf.remove_columns("image_bytes")
+    if any(r["group"] is None for r in rows):
+        hf = hf.remove_columns("group")
+    return Pairs(hf, report, label)
+
+
+def first_sentence(caption: str) -> str:
+    """The first sentence (how Long-CLIP derives short captions from ShareGPT4V's long ones)."""
+    match = re.match(r"(.+?[.!?])(\s|$)", caption.strip(), flags=re.S)
+    return (match.group(1) if match else caption).strip()
+
+
+def _caption_problem(caption: Any) -> tuple[str, str] | None:
+    if not isinstance(caption, str):
+        return "caption missing or not text", f"got {type(caption).__name__}"
+    if not caption.strip():
+        return "empty or whitespace-only caption", repr(caption)
+    too_long = caption_problem(caption)
+    if too_long:
+        return "caption too long", too_long
+    return None
+
+
+def _image_problem(image: str | bytes | None, verify: str) -> tuple[str, str] | None:
+    if image is None or image == "":
+        return "no image for this caption", "no image path in the record"
+    if not isinstance(image, (str, Path, bytes, bytearray)):
+        return "image is not a path or image bytes", f"got {type(image).__name__} {str(image)[:40]!r}"
+    if isinstance(image, (bytes, bytearray)):
+        if not image:
+            return "image is empty (0 bytes)", "<bytes>"
+    else:
+        path = Path(image)
+        if not path.is_file():
+            return "image file does not exist", str(path)
+        if path.stat().st_size == 0:
+            return "image is empty (0 bytes)", str(path)
+    if verify == "none":
+        return None
+    label = "<bytes>" if isinstance(image, (bytes, bytearray)) else str(image)
+    try:
+        with _quiet_bomb_warning(), Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image) as opened:
+            too_large = image_size_problem(*opened.size)  # the header's size, before decoding
+            if too_large:
+                return "image too large or too elongated", f"{label}: {too_large}"
+            if verify == "full":
+                opened.load()
+            else:
+                opened.verify()
+    except Image.DecompressionBombError as error:
+        return "image is too large to decode safely (decompression bomb?)", f"{label}: {error}"
+    except (OSError, ValueError, SyntaxError) as error:
+        return "image is corrupt or truncated", f"{label}: {error}"
+    return None
+
+
+@contextmanager
+def _quiet_bomb_warning():
+    """PIL warns on opening an image over its pixel threshold; the kit's own check (``limits.py``) decides."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image(source: str | bytes, where: str = "") -> Image.Image:
     """Open an image file (or bytes) fully, as RGB; a clear error names the file on failure."""
     label = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+        with _quiet_bomb_warning(), Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
             too_large = image_size_problem(*image.size)  # from the header, before any pixel is decoded
             if too_large:
                 raise ValueError(f"{where}: image {label!r} is refused: {too_large}")

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .pairs import ImageKeys, LoadReport, Pairs, open_image
+from .pairs import ImageKeys, LoadReport, Pairs, RawRecord, open_image, validate_records
 
 MANIFEST = "shards.json"
 FORMAT = "finelip-kit shards 1"
@@ -521,8 +521,6 @@ class ShardPairs:
         """The first ``n`` records (all with None) as in-memory ``Pairs`` (image bytes kept as written),
         checked as every loaded source is (``datasets._validate``: decodable images, captions, one
         image per image id); a bad record raises or, with ``on_error='skip'``, is counted."""
-        from .datasets import RawRecord, _validate
-
         def raw():
             taken = 0
             for shard, count in enumerate(self.counts):
@@ -537,7 +535,7 @@ class ShardPairs:
                                     id_key=key if key is not None else f"position {int(self.starts[shard]) + number}")
                     taken += 1
 
-        pairs = _validate(raw(), self.spec, self.on_error, "full")
+        pairs = validate_records(raw(), self.spec, self.on_error, "full")
         whole = len(pairs) == len(self)
         pairs.protocol = self.protocol if whole else f"{self.protocol}[:{len(pairs)} pairs]"
         pairs.report.skipped += self.report.skipped  # what the scan left out, and what this check did
