@@ -1,5 +1,5 @@
 """The wheel carries what the kit reads at run time besides its code: the shipped record sets, the
-notebooks and the grid specs (``finelip_kit/shipped.py``), copied into ``finelip_kit/_shipped/``.
+notebooks and the grid specs (``finelip_kit/experiments/shipped.py``), copied into ``finelip_kit/_shipped/``.
 Everything else is in pyproject.toml."""
 
 import shutil

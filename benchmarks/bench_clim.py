@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from finelip_kit.clim import DEFAULT_CHUNK_BYTES, clim_scores
-from finelip_kit.testing import clim_scores_loop
+from finelip_kit.math.clim import DEFAULT_CHUNK_BYTES, clim_scores
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import clim_scores_loop  # noqa: E402  (tests/reference.py: the obvious loop)
 
 
 def rss_bytes() -> int:
@@ -115,7 +119,7 @@ def main() -> None:
     print(f"memory budget (chunk_bytes): {args.chunk_mib} MiB; peak extra {peak_mem / 2**20:.0f} MiB "
           f"({'under' if peak_mem <= budget else 'OVER'} budget)")
     print(f"max |vectorised - loops| = {diff:.2e} ({'ok' if diff <= 1e-5 else 'ABOVE'} 1e-5)")
-    print("per-caption loop: finelip_kit.testing.clim_scores_loop (einsum over all images per caption); "
+    print("per-caption loop: tests/reference.py clim_scores_loop (einsum over all images per caption); "
           "official-style: repeat + bmm per caption")
     targets = {
         "<=1.5x floor": fast_s <= 1.5 * floor,

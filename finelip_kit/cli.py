@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def export(args: argparse.Namespace) -> int:
-    from .pretrained import export_clip, export_open_clip, export_text_encoder, load_model, save_pretrained
+    from .model.pretrained import export_clip, export_open_clip, export_text_encoder, load_model, save_pretrained
 
     model = load_model(args.source)
     writer = {"text": export_text_encoder, "clip": export_clip, "finelip": save_pretrained,
@@ -64,8 +64,8 @@ def parse_settings(settings: list[str]) -> dict:
 
 
 def train(args: argparse.Namespace) -> int:
-    from .recipe import RunSpec, run, with_validation_size
-    from .settings import normalise
+    from .experiments.recipe import RunSpec, run, with_validation_size
+    from .experiments.settings import normalise
 
     settings = normalise(parse_settings(args.set or []), where="--set")
     options = {"model.source": args.model, "data.source": args.data, "data.root": args.data_root,
@@ -80,8 +80,8 @@ def train(args: argparse.Namespace) -> int:
     spec = RunSpec(settings=settings, preset=args.preset, name=out.name, results_dir=str(out.parent),
                    progress=bool(settings.get("train.progress", True)))
     if args.executor == "slurm":
-        from .cluster import submit_run
-        from .recipe import resolve
+        from .experiments.cluster import submit_run
+        from .experiments.recipe import resolve
 
         resolve(spec)  # a bad setting fails here, not in the queue
         job = submit_run(spec, slurm_options(args), folder=out.parent / "slurm")
@@ -112,7 +112,7 @@ def train(args: argparse.Namespace) -> int:
 def summary_table(metrics: dict, chance: dict | None = None) -> str:
     """A compact text table of retrieval metrics (``<mode>/<metric>`` keys); ``chance``: within-group
     accuracy by chance (``evaluate.group_chance``), printed as a last row."""
-    from .config import SCORE_MODES
+    from .model.config import SCORE_MODES
 
     modes = [m for m in dict.fromkeys(key.split("/")[0] for key in metrics) if m in SCORE_MODES]
     columns = ("i2t/R@1", "t2i/R@1", "i2t/R@5", "t2i/R@5", "group/i2t", "group/t2i")
@@ -125,45 +125,32 @@ def summary_table(metrics: dict, chance: dict | None = None) -> str:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from .data import SyntheticScenes, load_pairs
-    from .evaluate import clip_benchmark_metrics, evaluate_retrieval, paper_table
-    from .pretrained import load_model
+    from .data import load_pairs
+    from .evaluation import evaluate_retrieval, paper_table, write_results
+    from .model.pretrained import load_model
 
     model = load_model(args.model)
-    if args.data == "synthetic":
-        data = SyntheticScenes(split=args.split if args.split in ("train", "val", "test") else "test", size=args.size)
-    else:
-        data = load_pairs(args.data, split=args.split, root=args.data_root, on_error=args.on_error)
-        if data.report.skipped or data.report.notes:
-            print(data.report)
-        if args.data.startswith("wds:"):
-            data = data.take()  # an evaluation gallery is scored whole: read the shards into memory
+    data = load_pairs(args.data, split=args.split, root=args.data_root, on_error=args.on_error, size=args.size)
+    if data.report.skipped or data.report.notes:
+        print(data.report)
+    if args.data.startswith("wds:"):
+        data = data.take()  # an evaluation gallery is scored whole: read the shards into memory
     result = evaluate_retrieval(model, data, modes=args.modes, fuse_weight=args.fuse_weight, rerank_k=args.rerank_k,
                                 batch_size=args.batch_size, progress=True)
     print(f"protocol {result.protocol} ({len(data)} pairs):")
     print(result.table.to_string())
     print(paper_table({result.protocol: result}, mode=(args.modes or ["global"])[0]).to_string())
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "split": args.split,
-                                              "protocol": result.protocol, "metrics": result.metrics,
-                                              "clip_benchmark": clip_benchmark_metrics(result.metrics)}, indent=2))
-        print(f"wrote {args.out}")
+        print(f"wrote {write_results(args.out, result, model=args.model, data=args.data, split=args.split, pairs=len(data))}")
     return 0
 
 
 def shard(args: argparse.Namespace) -> int:
-    from .data import SyntheticScenes, load_pairs
+    from .data import load_pairs, source_info
     from .data.shards import write_shards
 
-    if args.pairs == "synthetic":
-        pairs = SyntheticScenes(split=args.split or "train", size=args.size)
-    else:
-        pairs = load_pairs(args.pairs, split=args.split, root=args.data_root, on_error=args.on_error)
-        if args.size:
-            pairs = pairs.take(args.size)
+    pairs = load_pairs(args.pairs, split=args.split or source_info(args.pairs).train_split, root=args.data_root,
+                       on_error=args.on_error, size=args.size)
     report = write_shards(pairs, args.out, shard_size=args.shard_size, overwrite=args.overwrite)
     print(report)
     last = f"{report.shards - 1:06d}"
@@ -172,7 +159,7 @@ def shard(args: argparse.Namespace) -> int:
 
 
 def notebooks(args: argparse.Namespace) -> int:
-    from .shipped import copy_project
+    from .experiments.shipped import copy_project
 
     written = copy_project(args.to, overwrite=args.overwrite)
     root = Path(args.to).expanduser().resolve()
@@ -184,7 +171,7 @@ def notebooks(args: argparse.Namespace) -> int:
 def pretrain_tiny(args: argparse.Namespace) -> int:
     import json
 
-    from .pretrain import pretrain_tiny as run
+    from .experiments.pretrain import pretrain_tiny as run
 
     metrics = run(args.out, steps=args.steps, seed=args.seed, settings=parse_settings(args.set or []))
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
@@ -193,7 +180,7 @@ def pretrain_tiny(args: argparse.Namespace) -> int:
 
 
 def grid(args: argparse.Namespace) -> int:
-    from .ablation import load_spec, run_grid
+    from .experiments import load_spec, run_grid
 
     action, path = ("run", args.spec) if args.spec not in ("status", "cancel") else (args.spec, args.target)
     if path is None or (action == "run" and args.target is not None):
@@ -234,7 +221,7 @@ def grid(args: argparse.Namespace) -> int:
 
 def _grid_on_slurm(spec, path: str, action: str, args: argparse.Namespace) -> int:
     """``finelip grid --executor slurm``, ``grid status``, ``grid cancel`` (ablation/slurm.py)."""
-    from .ablation.slurm import cancel_grid, point_states, status_table, submit_grid, wait_for
+    from .experiments.slurm import cancel_grid, point_states, status_table, submit_grid, wait_for
 
     if action == "status":
         print(status_table(point_states(spec)))
@@ -268,10 +255,10 @@ def _grid_on_slurm(spec, path: str, action: str, args: argparse.Namespace) -> in
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
-    from .config import SCORE_MODES as MODES
-    from .pretrain import PRETRAIN
+    from .model.config import SCORE_MODES as MODES
+    from .experiments.pretrain import PRETRAIN
 
-    from .recipe import TRAIN_PRESETS
+    from .experiments.recipe import TRAIN_PRESETS
     from .train import TrainConfig
 
     from ._version import __version__
@@ -323,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--data-root", help="where a known dataset lies")
     evaluator.add_argument("--split", help="a split of --data; default: the dataset's paper protocol (see the README's "
                                            "protocol table); --data may also be a protocol name (flickr30k-all, ...)")
-    evaluator.add_argument("--size", type=number_in(1, None, int), default=2000, help="synthetic test pairs")
+    evaluator.add_argument("--size", type=number_in(1, None, int), help="only the first N pairs (default: all; synthetic: "
+                           "the split's 2,000)")
     evaluator.add_argument("--modes", nargs="+", choices=MODES,
                            help="default: every mode the model has (fine and fused need CLIM)")
     evaluator.add_argument("--fuse-weight", type=number_in(0.0, 1.0),
@@ -399,7 +387,7 @@ def slurm_arguments(parser: argparse.ArgumentParser, unit: str, executor_help: s
 
 def slurm_options(args: argparse.Namespace, block: dict | None = None):
     """``SlurmOptions`` from the command line over a spec's ``slurm:`` block."""
-    from .cluster import SlurmOptions
+    from .experiments.cluster import SlurmOptions
 
     given = {"partition": args.partition, "time_min": args.time, "cpus_per_task": args.cpus_per_task,
              "gpus_per_task": args.gpus_per_task, "mem_gb": args.mem_gb, "sbatch": dict(parse_settings(args.sbatch or []))}

@@ -359,9 +359,9 @@ def test_paths_the_docs_name_from_the_project_root_mean_one_folder_wherever_the_
 
 
 def test_the_alignment_notebooks_auto_model_says_when_there_is_no_demo_model(tmp_path, monkeypatch, capsys):
-    from finelip_kit import viz
+    from finelip_kit.experiments import demo_model
 
     monkeypatch.chdir(tmp_path)
-    model = viz.demo_model("auto", steps=2, batch_size=8, out_dir=str(tmp_path / "alignment"))
+    model = demo_model("auto", steps=2, batch_size=8, out_dir=str(tmp_path / "alignment"))
     assert f"no `make demo` model at {tmp_path / 'ablations' / 'results' / 'default' / 'model'}" in capsys.readouterr().out
     assert model.context_length == 248

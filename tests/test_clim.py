@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from finelip_kit.clim import _block_sizes, clim_pair_scores, clim_scores, token_alignment
-from finelip_kit.testing import clim_scores_loop
+from reference import clim_scores_loop
 
 
 def ragged_mask(n, length, minimum=1):

@@ -21,7 +21,7 @@ from finelip_kit.generate import (  # noqa: E402
 )
 from finelip_kit.positional import stretch_position_embedding  # noqa: E402
 from finelip_kit.pretrained import export_text_encoder  # noqa: E402
-from finelip_kit.testing import tiny_sd_pipeline, tiny_sdxl_pipeline  # noqa: E402
+from finelip_kit.views.generate import tiny_sd_pipeline, tiny_sdxl_pipeline  # noqa: E402
 
 # 137 CLIP tokens; the two versions differ only in one word near token 133.
 WORDS = "a red square sits next to a blue circle on a wooden table , " * 9

@@ -183,7 +183,7 @@ def test_token_alignment_notebook_draws_figures_and_the_explorer(tmp_path):
 def test_text_to_image_notebook_runs_the_tiny_pipeline_side_by_side(tmp_path):
     from finelip_kit import FineLIP
     from finelip_kit.pretrained import export_text_encoder
-    from finelip_kit.testing import tiny_sd_pipeline
+    from finelip_kit.views.generate import tiny_sd_pipeline
 
     tiny_sd_pipeline(tmp_path / "sd")
     long_model = FineLIP.from_pretrained("tiny-synthetic-clip", **{"text.context_length": 248, "text.stretch": "kps"})

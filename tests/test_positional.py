@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from finelip_kit.positional import interpolation_matrix, kps_ratio, stretch_position_embedding
-from finelip_kit.testing import kps_stretch_longclip
+from reference import kps_stretch_longclip
 
 
 def test_kps_77_to_248_equals_longclip_release_exactly_on_integer_tables():

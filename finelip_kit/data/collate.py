@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..tokenizer import CLIPTextTokenizer
+from ..model.tokenizer import CLIPTextTokenizer
 
 
 class PairDataset(Dataset):

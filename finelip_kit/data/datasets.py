@@ -1,5 +1,6 @@
-"""Real long-caption datasets: one loader, ``load_pairs``, for every layout the kit knows.
+"""The one registry of data names and its one loader, ``load_pairs``, for every source the kit knows.
 
+    scenes = load_pairs("synthetic", split="test", size=2000)       # the embedded benchmark (data/synthetic.py)
     pairs = load_pairs("urban1k", root="/data/Urban1k.zip")
     pairs = load_pairs("docci", split="test", root="/data/docci")
     pairs = load_pairs("flickr30k-all", root="/data/flickr30k")     # a protocol by name (data/protocols.py)
@@ -24,15 +25,51 @@ import re
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from PIL import Image
 
 from .pairs import LoadReport, Pairs, RawRecord, first_sentence, validate_records as _validate  # noqa: F401
 from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_name
+from .synthetic import SyntheticConfig, SyntheticScenes
 
-KNOWN = ("urban1k", "docci", "dci", "sharegpt4v", "coco", "flickr30k")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+# ----------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class DataSource:
+    """What the kit knows about a data name, the one place a caller asks (never by comparing names).
+
+    ``read``: the reader of its layout on disk, ``(root, split, image_root, cache_dir) -> raw records``;
+    None for a generated source. ``config``: the config class of a generated source (made on the
+    fly, no root; its fields are settings ``data.<field>``; sized by ``size=``). ``grouped``: its
+    captions come in hard-negative groups (group batches, the binding probe). ``validation_split``:
+    the split a run validates on whatever ``data.val_split`` says; ``train_split``: the split
+    ``finelip shard`` writes when none is named (None: the dataset's default)."""
+
+    name: str
+    read: Callable[..., Iterator[RawRecord]] | None = None
+    config: type | None = None
+    grouped: bool = False
+    validation_split: str | None = None
+    train_split: str | None = None
+
+    @property
+    def generated(self) -> bool:
+        return self.config is not None
+
+
+OTHER = DataSource("other")  # a file or folder of your own, webdataset shards, a hub id
+
+
+def source_info(name: str | Path) -> DataSource:
+    """The registry's entry for ``name`` (a dataset, a protocol of one, ``synthetic``), else ``OTHER``."""
+    key = str(name).lower().replace("_", "-")
+    if key in PROTOCOLS:
+        key = PROTOCOLS[key].dataset
+    return SOURCES.get(key.replace("-", ""), OTHER)
 
 
 # ----------------------------------------------------------------------------- the loader
@@ -44,9 +81,14 @@ def load_pairs(
     verify: str = "full",
     image_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
-) -> Pairs:
-    """Image-caption pairs from a known dataset or evaluation protocol (``root`` = where it
-    lies), a local file or folder of your own, or a hub id (online only).
+    size: int | None = None,
+    config: Any = None,
+):
+    """Image-caption pairs from the synthetic benchmark, a known dataset or evaluation protocol
+    (``root`` = where it lies), a local file or folder of your own, or a hub id (online only).
+
+    ``size``: the first ``size`` pairs (None: all; the synthetic benchmark: its split's size).
+    ``config``: a generated source's config (``SyntheticConfig`` or a dict of its fields).
 
     ``split``: a split of the dataset; None: the dataset's default protocol (the one its
     published numbers used, ``protocols.DEFAULT_PROTOCOL``), ``"test"`` for your own files.
@@ -64,7 +106,20 @@ def load_pairs(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if verify not in ("full", "header", "none"):
         raise ValueError(f"verify must be 'full', 'header' or 'none', got {verify!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive number of pairs or None (all), got {size!r}")
     name = str(name_or_path)
+    source = source_info(name)  # a registered name wins over a file of that name, as for every dataset
+    if config is not None and not source.generated:
+        raise ValueError(f"config= applies to a generated source (synthetic); {name!r} is read as it is")
+    if source.generated:  # made on the fly: it lies nowhere, so ``root`` (a run's, for its other data) is not used
+        config = source.config(**config) if isinstance(config, dict) else config
+        return SyntheticScenes(config, split="test" if split is None else split, size=size)
+    pairs = _load_pairs(name, split, root, on_error, verify, image_root, cache_dir)
+    return pairs.take(size) if size else pairs
+
+
+def _load_pairs(name: str, split, root, on_error: str, verify: str, image_root, cache_dir):
     if name.startswith("wds:"):
         from .shards import ShardPairs, expand_urls
 
@@ -88,7 +143,7 @@ def load_pairs(
         split = PROTOCOLS[DEFAULT_PROTOCOL[key]].split if split is None else split
         if key == "urban1k" and split == "test":
             split = "all"  # Urban1k is one evaluation set
-        raw, label = _KNOWN_LOADERS[key](Path(root), split, image_root, cache_dir), key
+        raw, label = SOURCES[key].read(Path(root), split, image_root, cache_dir), key
         pairs = _validate(raw, label, on_error, verify)
         pairs.protocol = protocol_name(key, split)
         return pairs
@@ -499,11 +554,13 @@ def _image_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-_KNOWN_LOADERS = {
-    "urban1k": _urban1k,
-    "docci": _docci,
-    "dci": _dci,
-    "sharegpt4v": _sharegpt4v,
-    "coco": _karpathy_or_coco("coco"),
-    "flickr30k": _karpathy_or_coco("flickr30k"),
+SOURCES: dict[str, DataSource] = {
+    "synthetic": DataSource("synthetic", config=SyntheticConfig, grouped=True, validation_split="val", train_split="train"),
+    "urban1k": DataSource("urban1k", _urban1k),
+    "docci": DataSource("docci", _docci),
+    "dci": DataSource("dci", _dci),
+    "sharegpt4v": DataSource("sharegpt4v", _sharegpt4v),
+    "coco": DataSource("coco", _karpathy_or_coco("coco")),
+    "flickr30k": DataSource("flickr30k", _karpathy_or_coco("flickr30k")),
 }
+KNOWN = tuple(name for name, source in SOURCES.items() if source.read is not None)  # the datasets read from disk

@@ -177,6 +177,13 @@ class SyntheticScenes:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def report(self):
+        """What the load kept and skipped, as for every source (``load_pairs``): generated, nothing is skipped."""
+        from .pairs import LoadReport
+
+        return LoadReport(loaded=self.size)
+
     def __repr__(self) -> str:
         return (f"SyntheticScenes(split={self.split!r}, {self.size} pairs in groups of {self.config.group_size}, "
                 f"seed {self.config.seed})")
@@ -388,7 +395,7 @@ def _token_counter():
     """Caption tokens of a (clean, lower-case) sentence with CLIP's real tokenizer, cached per word."""
     import regex
 
-    from ..tokenizer import get_tokenizer
+    from ..model.tokenizer import get_tokenizer
 
     tokenizer = get_tokenizer()
     pattern = regex.compile(_PRE_TOKENS, regex.IGNORECASE)
@@ -407,7 +414,7 @@ def vocabulary_token_ids() -> list[int]:
     """Every CLIP token id the generator can emit (all templates, attribute and number words)."""
     import re
 
-    from ..tokenizer import get_tokenizer
+    from ..model.tokenizer import get_tokenizer
 
     words = [*COLOURS, *SHAPES, *SIZES, *BACKGROUNDS, *NUMBER_WORDS, *ORDINALS, "to the left of", "to the right of",
              "above", "below", "a", "and", "by", "grid", "with", "shapes", "on", "canvas", ",", ".", *map(str, range(1, 13))]

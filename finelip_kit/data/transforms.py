@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from ..config import VisionConfig
+from ..model.config import VisionConfig
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -13,7 +13,7 @@
 A whole run (a preset, model + data + training + evaluation → a record) is ``finelip_kit.recipe.run``.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "CHECKPOINTS": ".checkpoint", "STATE_FILE": ".checkpoint", "check_resume_config": ".checkpoint",
@@ -23,11 +23,4 @@ _EXPORTS = {
     "SeededPairs": ".sampling",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):  # imported when first used: TrainConfig alone does not need torch
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'finelip_kit.train' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)  # TrainConfig alone does not need torch

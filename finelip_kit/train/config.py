@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ATTENTION
+from ..model.config import ATTENTION
 
 # Settings that say where output goes or how often to report: they may differ on resume.
 RESUME_IGNORED = ("out_dir", "resume", "resume_changes", "requeue", "progress", "log_every", "eval_every", "eval_modes",

@@ -16,7 +16,7 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
-from ..losses import world
+from ..math.losses import world
 
 
 def first_host(nodelist: str) -> str:

@@ -30,10 +30,10 @@ from torch.utils.data import DataLoader
 from ..data.collate import Collate
 from ..data.shards import ShardEpoch, ShardPairs
 from ..data.transforms import clip_transform
-from ..losses import world
-from ..model import FineLIP
-from ..tokenizer import get_tokenizer
-from ..towers import Features
+from ..math.losses import world
+from ..model.finelip import FineLIP
+from ..model.tokenizer import get_tokenizer
+from ..model.towers import Features
 from .checkpoint import (
     CHECKPOINTS,
     CheckpointWriteError,
@@ -456,7 +456,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Retrieval metrics on ``eval_data`` (rank 0 computes; the others wait)."""
-        from ..evaluate import evaluate_retrieval
+        from ..evaluation import evaluate_retrieval
 
         metrics: dict[str, float] = {}
         if self.is_main:

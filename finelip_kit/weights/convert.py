@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import FineLIPConfig
+from ..model.config import FineLIPConfig
 from .files import LONGCLIP_KEEP, _NEW_MODULES, _POSITION_KEYS
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..tokenizer import get_tokenizer
+from ..model.tokenizer import get_tokenizer
 from .convert import finelip_to_hf, hf_to_openai
 from .files import MODULES_CONFIG_FILE, MODULES_FILE, _NEW_MODULES
 

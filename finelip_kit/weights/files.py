@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..torchscript import UnsafeArchiveError, is_torchscript, read_torchscript_state_dict
+from .torchscript import UnsafeArchiveError, is_torchscript, read_torchscript_state_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

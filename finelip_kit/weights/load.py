@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ADDED_KEYS, FineLIPConfig
-from ..tokenizer import get_tokenizer
+from ..model.config import ADDED_KEYS, FineLIPConfig
+from ..model.tokenizer import get_tokenizer
 from .convert import checkpoint_format, config_from_hf, config_from_openai, convert_state_dict
 from .files import CONFIG_FILE, MODULES_CONFIG_FILE, MODULES_FILE, TEXT_POSITIONS, WEIGHTS_FILE, _NEW_MODULES, _POSITION_KEYS, read_state_dict
 
@@ -190,7 +190,7 @@ def timm_vision_tower(
     ``architecture``: keyword overrides for ``timm.create_model`` (``depth=...``)."""
     import timm
 
-    from ..towers import VisionTower
+    from ..model.towers import VisionTower
 
     kwargs = dict(architecture or {})
     overlay: dict[str, Any] = {}
@@ -273,7 +273,7 @@ def read_config(path: str | Path) -> FineLIPConfig:
 def _check_config_keys(data: dict[str, Any], source: str) -> None:
     import dataclasses
 
-    from ..config import TextConfig, VisionConfig
+    from ..model.config import TextConfig, VisionConfig
 
     for section, cls in ((None, FineLIPConfig), ("vision", VisionConfig), ("text", TextConfig)):
         given = data if section is None else data.get(section, {})
