@@ -8,7 +8,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 
 KERNEL := finelip-kit
 
-.PHONY: setup kernel test test-fast demo bench lock clean
+.PHONY: setup kernel lab test test-fast demo bench lock clean
 
 # Every package at the version of the lock (requirements/constraints.txt; refresh: make lock).
 LOCK   := requirements/constraints.txt
@@ -44,6 +44,11 @@ demo: kernel  ## the main job: one ablation grid point on the synthetic benchmar
 	$(VENV)/bin/papermill ablations/grid.ipynb ablations/results/default.ipynb -p atrm_k 16 -k $(KERNEL)
 	@echo "executed notebook: ablations/results/default.ipynb"
 	@echo "record:            ablations/results/default.json (explore with ablations/explorer.ipynb)"
+	@echo "model:             ablations/results/default/model (notebooks/04_token_alignment.ipynb looks inside it)"
+	@$(VENV)/bin/finelip show ablations/results/default.json
+
+lab: kernel  ## JupyterLab on the kit's kernel, in the checkout (the notebooks: notebooks/, ablations/)
+	$(VENV)/bin/jupyter lab --notebook-dir=. --MappingKernelManager.default_kernel_name=$(KERNEL)
 
 bench: setup  ## benchmark tables (CLIM scoring)
 	$(PY) benchmarks/bench_clim.py

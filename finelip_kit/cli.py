@@ -8,6 +8,7 @@
     finelip shard <pairs> --out <dir> [--shard-size N]   (webdataset shards; train on them with --data wds:<dir>/)
     finelip grid ablations/grids/<name>.yaml [--workers N] [--force] [--kernel NAME]
     finelip notebooks --to <dir>   (the notebooks and grid specs, for a kit installed from a wheel)
+    finelip show <results_dir>/<run>.json   (a record as a short table)
 
 ``torchrun --nproc_per_node=N -m finelip_kit.cli train ...`` trains on N processes.
 """
@@ -97,15 +98,38 @@ def train(args: argparse.Namespace) -> int:
     config = record["settings"]
     budget = f"{config['train.steps']} steps" if config["train.steps"] else f"{config['train.epochs']} epochs"
     print(f"trained {budget}; run folder: {out}; record: {out.parent / (out.name + '.json')}")
-    for title, metrics in (("validation", record["val_metrics"]), ("test", record["metrics"])):
+    print(record_summary(record))
+    return 0
+
+
+def record_summary(record: dict) -> str:
+    """A finished run's record as text: per split, a table of every scoring mode (``summary_table``),
+    and the reference (the starting model as is) beside it."""
+    lines = []
+    for title, metrics in (("validation", record.get("val_metrics")), ("test", record.get("metrics"))):
         if metrics:
             split = "val" if title == "validation" else "test"
-            print(f"{title} ({record[split + '_pairs']} pairs), protocol {record.get('protocols', {}).get(split)}:")
-            print(summary_table(metrics, (record.get("chance") or {}).get(split)))
+            lines.append(f"{title} ({record.get(split + '_pairs')} pairs), protocol {(record.get('protocols') or {}).get(split)}:")
+            lines.append(summary_table(metrics, (record.get("chance") or {}).get(split)))
     if record.get("reference"):
         reference = record["reference"]["metrics"]
-        print(f"reference, {record['reference']['name']}: within-group {reference.get('global/group/t2i', float('nan')):.1f}%, "
-              f"R@1 {reference['global/t2i/R@1']:.1f}% (test)")
+        lines.append(f"reference, {record['reference']['name']}: within-group "
+                     f"{reference.get('global/group/t2i', float('nan')):.1f}%, R@1 {reference['global/t2i/R@1']:.1f}% (test)")
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> int:
+    from .experiments.records import read_record
+
+    record = read_record(args.record)
+    if record is None:
+        raise ValueError(f"{args.record} is not a run record (a record has run_name, status and settings); "
+                         f"name a <results_dir>/<run>.json a run or grid point wrote")
+    print(f"{args.record}: run {record.get('run_name')!r}, preset {record.get('preset')!r}, status {record.get('status')}")
+    if record.get("status") != "ok":
+        print(f"  the run failed: {record.get('error')}")
+        return 1
+    print(record_summary(record))
     return 0
 
 
@@ -257,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .model.config import SCORE_MODES as MODES
     from .experiments.pretrain import PRETRAIN
-
-    from .experiments.recipe import TRAIN_PRESETS
+    from .experiments.presets import RUN_PRESETS
     from .train import TrainConfig
 
     from ._version import __version__
@@ -279,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The run folder is --out; its record goes beside it (<out>.json).\n\n"
         "training options (defaults; a preset changes some):\n" + options,
     )
-    trainer.add_argument("--preset", choices=sorted(TRAIN_PRESETS), default="synthetic-tiny", help="default: synthetic-tiny")
+    trainer.add_argument("--preset", choices=sorted(RUN_PRESETS), default="synthetic-tiny", help="default: synthetic-tiny")
     trainer.add_argument("--out", required=True, help="run folder: metrics.jsonl, checkpoints/, model/ (the record: <out>.json)")
     trainer.add_argument("--data", help="synthetic, a known dataset name (with --data-root) or a path; default: the preset's")
     trainer.add_argument("--data-root", help="where a known dataset lies")
@@ -308,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--model", required=True, help=MODEL_HELP)
     evaluator.add_argument("--data", required=True, help="synthetic, a known dataset name (with --data-root) or a path")
     evaluator.add_argument("--data-root", help="where a known dataset lies")
-    evaluator.add_argument("--split", help="a split of --data; default: the dataset's paper protocol (see the README's "
+    evaluator.add_argument("--split", help="a split of --data; default: the dataset's paper protocol (see docs/data.md's "
                                            "protocol table); --data may also be a protocol name (flickr30k-all, ...)")
     evaluator.add_argument("--size", type=number_in(1, None, int), help="only the first N pairs (default: all; synthetic: "
                            "the split's 2,000)")
@@ -321,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     evaluator.add_argument("--out", help="results.json")
     evaluator.set_defaults(run=evaluate)
+    shower = commands.add_parser("show", help="a run's record as a short table (every scoring mode, the reference)")
+    shower.add_argument("record", help="a record: <results_dir>/<run>.json")
+    shower.set_defaults(run=show)
     sharder = commands.add_parser("shard", help="write pairs as webdataset .tar shards (stream them with --data wds:<dir>/)",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sharder.add_argument("pairs", help="synthetic, a known dataset name (with --data-root), a protocol or a path: "

@@ -227,3 +227,35 @@ def test_clip_transform_equals_resize_crop_normalise(shape):
     assert out.shape == (3, 64, 64)
     torch.testing.assert_close(out, reference(image), atol=1e-5, rtol=0)
     assert clip_transform(config, train=True)(image).shape == (3, 64, 64)
+
+
+def test_the_synthetic_benchmark_loads_by_name_like_every_source():
+    from finelip_kit.data import KNOWN, SOURCES, SyntheticConfig, SyntheticScenes, source_info
+
+    scenes = load_pairs("synthetic", split="val", size=12)
+    assert isinstance(scenes, SyntheticScenes) and len(scenes) == 12 and scenes.split == "val"
+    assert scenes[3]["caption"] == SyntheticScenes(split="val", size=12)[3]["caption"]
+    assert len(load_pairs("synthetic")) == 2000 and load_pairs("synthetic").split == "test"  # the test split, whole
+    assert load_pairs("synthetic", size=4, config={"group_size": 2}).config.group_size == 2
+    assert load_pairs("synthetic", size=4, config=SyntheticConfig(seed=3)).config.seed == 3
+    assert str(scenes.report) == "loaded 12 pairs, skipped 0"
+    # the known-names list is derived from the one registry; the registry says what a source is
+    assert KNOWN == ("urban1k", "docci", "dci", "sharegpt4v", "coco", "flickr30k") and set(SOURCES) == {"synthetic", *KNOWN}
+    assert source_info("synthetic").generated and source_info("synthetic").grouped
+    assert source_info("flickr30k-all") is SOURCES["flickr30k"] and not source_info("/data/mine.jsonl").generated
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_pairs("synthetic", split="all")
+    with pytest.raises(ValueError, match=r"config= applies to a generated source \(synthetic\); 'urban1k'"):
+        load_pairs("urban1k", root="/nowhere", config={"seed": 1})
+    with pytest.raises(ValueError, match="size must be a positive number of pairs or None"):
+        load_pairs("synthetic", size=0)
+
+
+def test_size_takes_the_first_pairs_of_any_source(tmp_path):
+    from finelip_kit.data import SyntheticScenes, write_jsonl
+
+    write_jsonl(SyntheticScenes(split="test", size=6), tmp_path / "own")
+    full = load_pairs(tmp_path / "own" / "test.jsonl")
+    first = load_pairs(tmp_path / "own" / "test.jsonl", size=4)
+    assert len(full) == 6 and len(first) == 4
+    assert [first[i]["caption"] for i in range(4)] == [full[i]["caption"] for i in range(4)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fakes
-from finelip_kit import create_model
+from finelip_kit import FineLIP, create_model
 from finelip_kit.data import SyntheticConfig, SyntheticScenes, load_pairs
 from finelip_kit.evaluate import (
     effective_length_curve,
@@ -191,7 +191,7 @@ def test_paper_table_and_published_numbers(tiny_gallery):
     assert set(published_table("docci")["model"]) == {"Long-CLIP", "FineLIP"}
 
 
-def test_cli_eval_writes_results(tmp_path):
+def test_cli_eval_and_notebook_03_write_one_form_of_results(tmp_path):
     from finelip_kit.cli import main
 
     torch.manual_seed(0)
@@ -201,6 +201,16 @@ def test_cli_eval_writes_results(tmp_path):
                  "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert saved["data"] == "synthetic" and "fine@rerank4/t2i/R@1" in saved["metrics"]
+    from finelip_kit.evaluation import RESULTS_VERSION, evaluation_results
+
+    model = FineLIP.from_pretrained(tmp_path / "model")
+    result = evaluate_retrieval(model, SyntheticScenes(split="test", size=16), rerank_k=4)
+    assert saved == evaluation_results(result, model=str(tmp_path / "model"), data="synthetic", split=None, pairs=16)
+    assert saved["version"] == RESULTS_VERSION and saved["pairs"] == 16 and saved["chance"] == result.chance
+    assert saved["clip_benchmark"]["text_retrieval_recall@1"] == saved["metrics"]["global/i2t/R@1"] / 100
+    result.metrics["global/t2i/R@1"] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite metrics \['global/t2i/R@1'\]"):
+        evaluation_results(result, model="m", data="synthetic", split=None)
 
 
 def test_within_group_chance_is_what_a_random_scorer_gets_on_average():

@@ -246,3 +246,25 @@ def test_a_point_with_probes_plots_its_modes_and_probes_apart():
     plt.close("all")
     plot_run(record)
     plt.close("all")
+
+
+def test_run_presets_have_one_home_and_the_grid_reads_its_defaults_there():
+    import dataclasses
+
+    from finelip_kit.experiments import params, presets
+    from finelip_kit.experiments.pretrain import BASE_MODEL, PRETRAIN, STAGE_1, pretrain_settings
+
+    from finelip_kit.recipe import TRAIN_PRESETS
+
+    assert TRAIN_PRESETS is presets.RUN_PRESETS  # the old name, the same object
+    tiny = presets.preset_settings("synthetic-tiny")
+    defaults = {f.name: f.default for f in dataclasses.fields(params.GridParameters)}
+    for short in ("dataset", "use_atrm", "atrm_k", "use_clim", "pe_mode", "context_length", "loss", "fine_weight",
+                  "steps", "batch_size", "eval_size", "reference"):
+        assert defaults[short] == tiny[params.ALIASES[short]], short
+    # the packaged base's stage 1 is a run preset; its settings are the preset's plus steps and seed
+    assert STAGE_1 == "synthetic-tiny-base" and BASE_MODEL == presets.RUN_PRESETS[STAGE_1]["model_overrides"]
+    assert pretrain_settings(steps=7, seed=3) == {**presets.preset_settings(STAGE_1), "train.steps": 7, "train.seed": 3}
+    assert (PRETRAIN["steps"], PRETRAIN["batch_size"], PRETRAIN["lr"], PRETRAIN["warmup_steps"]) == (600, 128, 2e-3, 50)
+    with pytest.raises(ValueError, match=r"unknown training preset 'tiny' \(a run preset; an architecture"):
+        presets.preset_settings("tiny")

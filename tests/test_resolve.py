@@ -60,3 +60,17 @@ def test_finelip_eval_takes_every_offline_form(tmp_path, spec):
     out = tmp_path / "r.json"
     assert cli_main(["eval", "--model", spec, "--data", "synthetic", "--size", "8", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_one_parser_names_every_form_and_model_config_follows_it(tmp_path):
+    from finelip_kit.model import create_model, model_config, parse_spec
+
+    create_model("tiny").save_pretrained(str(tmp_path / "ours"))
+    assert parse_spec("preset:tiny") == ("preset", "tiny") and parse_spec("tiny") == ("preset", "tiny")
+    assert parse_spec("hf:org/name") == ("hub", "org/name") and parse_spec("org/name") == ("hub", "org/name")
+    assert parse_spec(str(tmp_path / "ours")) == ("finelip", tmp_path / "ours")
+    assert parse_spec("tiny-synthetic-clip") == ("asset", "tiny-synthetic-clip")
+    # model_config reads what load_model would build, for the same spec, in the same order
+    for spec in ("tiny", "preset:tiny", str(tmp_path / "ours"), "tiny-synthetic-clip"):
+        assert model_config(spec, atrm_k=3).atrm_k == load_model(spec, atrm_k=3).config.atrm_k == 3
+    assert model_config("tni") is None and model_config("org/name") is None  # not a model / not readable offline

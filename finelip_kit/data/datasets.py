@@ -137,7 +137,7 @@ def _load_pairs(name: str, split, root, on_error: str, verify: str, image_root, 
     key = key.replace("-", "")
     if key in KNOWN:
         if root is None:
-            raise ValueError(f"load_pairs({name!r}) needs root= (where the dataset lies); see the README's data section")
+            raise ValueError(f"load_pairs({name!r}) needs root= (where the dataset lies); see docs/data.md for each dataset's layout")
         if Path(root).exists():
             _regular(Path(root), "root")
         split = PROTOCOLS[DEFAULT_PROTOCOL[key]].split if split is None else split

@@ -38,6 +38,7 @@ _EXPORTS = {
                                    "run_grid")},
     **{name: ".params" for name in ("BOOKKEEPING", "CHOICES", "GridParameters", "point_name", "run_point",
                                      "validate_parameters")},
+    **{name: ".presets" for name in ("RUN_PRESETS", "TRAIN_PRESETS", "preset_settings")},
     **{name: ".recipe" for name in ("Resolved", "RunResult", "RunSpec", "demo_model", "demo_model_dir", "load_data",
                                      "resolve", "run", "with_validation_size")},
 }

@@ -11,6 +11,7 @@ from typing import Any
 from ..model.config import LOSSES, SCORE_MODES
 from .paths import check_name, name_from
 from ..math.positional import STRETCH_MODES
+from .presets import preset_settings
 from .settings import ALIASES, SettingError, from_short_names, normalise
 
 # Parameters that name *where* a point writes, not *what* it measures.
@@ -18,38 +19,48 @@ BOOKKEEPING = ("results_dir", "run_name", "progress")
 CHOICES = {"pe_mode": STRETCH_MODES, "loss": LOSSES, "negatives": ("sum", "hardest"), "score_mode": SCORE_MODES}
 
 
+DEFAULT_PRESET = "synthetic-tiny"
+_PRESET_SETTINGS = preset_settings(DEFAULT_PRESET)
+
+
+def _preset(short: str) -> Any:
+    """The default of the grid parameter ``short``: the ``synthetic-tiny`` run preset's value (presets.py),
+    read there, never restated here."""
+    return _PRESET_SETTINGS[ALIASES[short]]
+
+
 @dataclass(frozen=True)
 class GridParameters:
-    """Every parameter of a grid point, with the CPU defaults of the ``synthetic-tiny`` preset.
+    """Every parameter of a grid point, with the CPU defaults of the ``synthetic-tiny`` run preset.
 
     The short names are aliases of dotted settings (``settings.ALIASES``: ``atrm_k`` is
     ``model.atrm_k``, ``pe_mode`` is ``model.text.stretch``, ``lr`` is ``train.lr_backbone``);
     ``settings`` takes any other key of the vocabulary (``{"data.differing_objects": 3}``)."""
 
-    preset: str = "synthetic-tiny"
-    dataset: str = "synthetic"  # "synthetic", a dataset name (urban1k, docci, ...) or a path
+    preset: str = DEFAULT_PRESET
+    dataset: str = _preset("dataset")  # "synthetic", a dataset name (urban1k, docci, ...) or a path
     data_root: str | None = None
-    use_atrm: bool = True
-    atrm_k: int = 16
+    use_atrm: bool = _preset("use_atrm")
+    atrm_k: int = _preset("atrm_k")
     atrm_k_text: int | None = None  # None: same as atrm_k
-    use_clim: bool = True
-    pe_mode: str = "kps"  # position stretching: kps | linear | none | scratch
-    context_length: int = 248
-    loss: str = "global+fine"
-    fine_weight: float = 1.0
+    use_clim: bool = _preset("use_clim")
+    pe_mode: str = _preset("pe_mode")  # position stretching: kps | linear | none | scratch
+    context_length: int = _preset("context_length")
+    loss: str = _preset("loss")
+    fine_weight: float = _preset("fine_weight")
     negatives: str = "sum"  # hardest: switch from sum to hardest negatives after `hardest_after_steps`
     hardest_after_steps: int = 60
     group_batches: bool = False  # batches of whole hard-negative groups (synthetic data)
     score_mode: str = "global"  # the scoring mode of the summary's headline (every mode is recorded)
-    steps: int | None = 300
+    steps: int | None = _preset("steps")
     train_minutes: float | None = None  # train on wall time instead of steps
-    batch_size: int = 64
+    batch_size: int = _preset("batch_size")
     lr: float | None = None  # towers' learning rate; None: the preset's
     lr_new: float | None = None  # ATRM / new position rows / temperature; None: the preset's
     seed: int = 0
-    eval_size: int = 1000  # test pairs (synthetic); None: the whole split
+    eval_size: int = _preset("eval_size")  # test pairs (synthetic); None: the whole split
     rerank_k: int | None = None  # fine / fused R@k two-stage over the global top k (within-group stays exact)
-    reference: bool = True  # also score the starting model as is (its original context)
+    reference: bool = _preset("reference")  # also score the starting model as is (its original context)
     keep_model: bool = True  # save the fine-tuned model to <results_dir>/<run_name>/model (21 MB for tiny)
     settings: dict | None = None  # any other setting, by its dotted key: {"data.differing_objects": 3}
     results_dir: str = "ablations/results"

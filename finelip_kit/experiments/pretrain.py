@@ -17,14 +17,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-BASE_MODEL = {"text.context_length": 77, "text.stretch": "none", "use_atrm": False, "use_clim": False, "loss": "global"}
-PRETRAIN = dict(seed=0, steps=600, batch_size=128, lr=2e-3, warmup_steps=50, eval_pairs=1000)
+from .presets import RUN_PRESETS, preset_settings
+
+STAGE_1 = "synthetic-tiny-base"  # the run preset (presets.py) this stage is
+BASE_MODEL = RUN_PRESETS[STAGE_1]["model_overrides"]
+_TRAIN = RUN_PRESETS[STAGE_1]["train"]
+PRETRAIN = dict(seed=_TRAIN["seed"], steps=_TRAIN["steps"], batch_size=_TRAIN["batch_size"], lr=_TRAIN["lr_backbone"],
+                warmup_steps=_TRAIN["warmup_steps"], eval_pairs=1000)  # the preset's numbers by their old names
 
 
 def pretrain_settings(steps: int = PRETRAIN["steps"], seed: int = PRETRAIN["seed"],
                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stage 1 as settings of the vocabulary: a fresh ``tiny`` model, alt-text captions; ``extra``
-    settings (``model.embed_dim``, ``data.grid_size``, ...) go on top."""
+    """Stage 1 as settings of the vocabulary: the ``synthetic-tiny-base`` run preset with ``steps`` and
+    ``seed``; ``extra`` settings (``model.embed_dim``, ``data.grid_size``, ...) go on top."""
     from .settings import normalise
 
     extra = normalise(extra or {}, where="pretraining settings")
@@ -33,11 +38,7 @@ def pretrain_settings(steps: int = PRETRAIN["steps"], seed: int = PRETRAIN["seed
     if clash:
         raise ValueError(f"pretraining settings {clash} are stage 1's own (steps and seed are arguments); "
                          f"set the others, e.g. model.embed_dim or data.grid_size")
-    return {"model.source": "preset:tiny", **{f"model.{k}": v for k, v in BASE_MODEL.items()},
-            "data.caption_field": "alt_caption", "train.steps": steps, "train.seed": seed,
-            "train.batch_size": PRETRAIN["batch_size"], "train.lr_backbone": PRETRAIN["lr"], "train.lr_new": PRETRAIN["lr"],
-            "train.warmup_steps": PRETRAIN["warmup_steps"], "train.log_every": 50, "train.eval_modes": ["global"],
-            "train.keep_last": 1, "eval.size": 0, "eval.val_size": 0, "eval.reference": False, **extra}
+    return {**preset_settings(STAGE_1), "train.steps": steps, "train.seed": seed, **extra}
 
 
 def pretrain_tiny(out_dir: str | Path, steps: int = PRETRAIN["steps"], seed: int = PRETRAIN["seed"],
@@ -55,13 +56,13 @@ def pretrain_tiny(out_dir: str | Path, steps: int = PRETRAIN["steps"], seed: int
     out_dir = Path(out_dir)
     extra = normalise(settings or {}, where="pretraining settings")
     settings = pretrain_settings(steps, seed, extra)
-    result = run(RunSpec(settings=settings, name="run", results_dir=str(out_dir),
+    result = run(RunSpec(settings=settings, preset=STAGE_1, name="run", results_dir=str(out_dir),
                          keep_model=False, progress=progress))
     torch.manual_seed(seed)  # the run's initial weights, rebuilt: which token rows did training touch?
     initial_rows = create_model(result.model.config).state_dict()[TOKEN_ROWS]
     model = result.model
     metrics = {"seed": seed, "steps": steps, "train_seconds": round(result.record["timings"]["train_s"], 1),
-               **base_metrics(model, synthetic=resolve(RunSpec(settings=settings)).data.synthetic), "loss": {r["step"]: r["loss"] for r in result.history if "loss" in r}}
+               **base_metrics(model, synthetic=resolve(RunSpec(settings=settings, preset=STAGE_1)).data.synthetic), "loss": {r["step"]: r["loss"] for r in result.history if "loss" in r}}
     changed = (model.state_dict()[TOKEN_ROWS] != initial_rows).any(dim=1).nonzero().flatten().tolist()
     used = torch.tensor(sorted(set(changed) | set(vocabulary_token_ids())))
     if extra:

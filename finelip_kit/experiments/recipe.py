@@ -6,7 +6,7 @@
 
 ``finelip train``, ``ablations/grid.ipynb`` (one grid point), ``notebooks/01_quickstart``,
 ``notebooks/02_train``, the calibration grid and ``finelip pretrain-tiny`` all call ``run``.
-A run is a training preset (``TRAIN_PRESETS``) plus settings in the one vocabulary
+A run is a run preset (``presets.RUN_PRESETS``) plus settings in the one vocabulary
 (``finelip_kit.settings``: ``model.*``, ``train.*``, ``data.*``, ``eval.*``). It writes its
 folder ``<results_dir>/<name>/`` (training log, checkpoints, the model) and its record
 ``<results_dir>/<name>.json`` (``finelip_kit.records``).
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .paths import check_name, owned_run_folder
+from .presets import RUN_PRESETS, TRAIN_PRESETS, preset_settings  # noqa: F401 (TRAIN_PRESETS: the old name)
 from .settings import BOOKKEEPING, DataSpec, EvalSpec, SettingError, by_section, canonical, flatten, normalise
 from ..train import TrainConfig
 
@@ -35,7 +36,7 @@ def demo_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a training preset, settings that override it, and where it writes."""
+    """One run: a run preset, settings that override it, and where it writes."""
 
     settings: dict = field(default_factory=dict)  # any key of the vocabulary (dotted, an alias or a bare field)
     preset: str = "synthetic-tiny"
@@ -84,56 +85,6 @@ class RunResult:
     history: list[dict[str, Any]]
 
 
-# ----------------------------------------------------------------------------- presets
-# A preset names the model to start from, the data, the training options and the evaluation;
-# ``recipe.preset_settings`` turns it into settings of the vocabulary, a run's settings go on top.
-# "model": anything ``load_model`` resolves (a preset name: fresh weights; "clip:<hub id or dir>";
-#          a finelip-kit checkpoint directory or a packaged model name); "model_overrides": config
-#          changes applied on loading that model; "data": the data source; "eval": EvalSpec fields.
-# The kit's paper recipe: FineLIP's published hyper-parameters with the kit's improvements, each
-# named in the README's fidelity table (AdamW betas 0.9/0.98, eps 1e-6, no decay on norms and
-# embeddings, clipping 1.0, bf16 autocast on GPU, one cosine over the run, hardest negatives after
-# epoch 1, the trainable position rows and the temperature at the new modules' rate, batch 128 per GPU).
-_PAPER_RECIPE = dict(steps=None, epochs=6, batch_size=128, accumulation=4, lr_backbone=1e-6, lr_new=2e-4,
-                     weight_decay=0.01, warmup_steps=200, fine_ramp_epochs=1.0, hardest_after_epochs=1.0,
-                     num_workers=8, eval_every=2000, save_every=1000)
-# The official FineLIP code, choice by choice, quirks included (README: "Fidelity to the official code").
-_OFFICIAL_RECIPE = dict(
-    steps=None, epochs=6,
-    batch_size=128, batch_scope="global", accumulation=4,  # 128 split across the GPUs, x 4 accumulation
-    lr_backbone=1e-6, lr_new=2e-4, lr_positions=1e-6, lr_logit_scale=1e-6,  # only the aggregation modules at 2e-4
-    weight_decay=0.01, weight_decay_on="all", adam_betas=(0.9, 0.999), adam_eps=1e-8,  # AdamW as PyTorch ships it
-    grad_clip=None, precision="fp32",
-    schedule="official", warmup_steps=200,  # stepped per micro-batch: 50 optimiser steps of warm-up, 2 cosine cycles
-    fine_ramp_epochs=1.0, hardest_after_epochs=None,  # the fine loss ramped in; negatives summed throughout
-    num_workers=8, eval_every=2000, save_every=1000)
-_OFFICIAL_MODEL = {"label_smoothing": 0.1, "pcm_variant": "official"}
-_PAPER_EVAL = dict(size=0, reference=False)
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # The CPU default behind the notebooks and the ablation grid: a few minutes on 2 cores.
-    # FineLIP's choices on top of the packaged 77-token base: stretch to 248 (kps, first 20
-    # rows frozen), ATRM, CLIM, InfoNCE + triplet.
-    "synthetic-tiny": {
-        "model": "tiny-synthetic-clip",
-        "model_overrides": {"text.context_length": 248, "text.stretch": "kps", "text.freeze_kept_positions": True,
-                            "use_atrm": True, "use_clim": True, "atrm_k": 16, "loss": "global+fine",
-                            "fine_weight": 1.0, "triplet_reduction": "mean"},
-        "data": "synthetic",
-        "train": dict(steps=300, batch_size=64, lr_backbone=2e-4, lr_new=1e-3, warmup_steps=20, eval_every=None),
-        "eval": dict(size=1000, reference=True),
-    },
-    # FineLIP's recipe on ShareGPT4V: 6 epochs, lr 1e-6 / 2e-4, wd 0.01, 200 warm-up steps, batch 128 x 4.
-    # ShareGPT4V's splits are train / eval (ShareGPT4V-1k): no test split; name one with data.test_split.
-    "paper-b16": {"model": "clip:openai/clip-vit-base-patch16", "data": "sharegpt4v", "train": _PAPER_RECIPE,
-                  "eval": _PAPER_EVAL},
-    "paper-l14": {"model": "clip:openai/clip-vit-large-patch14", "data": "sharegpt4v", "train": _PAPER_RECIPE,
-                  "eval": _PAPER_EVAL},
-    # The official code's recipe exactly (to set a kit number beside a published one).
-    "paper-b16-official": {"model": "clip:openai/clip-vit-base-patch16", "model_overrides": _OFFICIAL_MODEL,
-                           "data": "sharegpt4v", "train": _OFFICIAL_RECIPE, "eval": _PAPER_EVAL},
-    "paper-l14-official": {"model": "clip:openai/clip-vit-large-patch14", "model_overrides": _OFFICIAL_MODEL,
-                           "data": "sharegpt4v", "train": _OFFICIAL_RECIPE, "eval": _PAPER_EVAL},
-}
 
 
 
@@ -160,24 +111,14 @@ def demo_model(model: str | None = "auto", steps: int = 300, batch_size: int = 6
         model = run(spec).record["model_dir"]
     return load_model(model)
 
+
 def train_config(preset: str = "synthetic-tiny", **overrides: Any) -> TrainConfig:
     """The ``TrainConfig`` of a preset, with ``TrainConfig`` fields overridden (a run's whole
     specification goes through ``recipe.resolve``; this is its training part alone)."""
-    if preset not in TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    preset_settings(preset)  # an unknown name is an error that lists the presets
     for key in overrides:
         canonical(f"train.{key}")  # an unknown option: SettingError naming the closest ones
-    return TrainConfig(**{**TRAIN_PRESETS[preset]["train"], **overrides})
-
-
-def preset_settings(name: str) -> dict[str, Any]:
-    """A training preset as settings of the vocabulary."""
-    if name not in TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    spec = TRAIN_PRESETS[name]
-    return {"model.source": spec["model"], **{f"model.{k}": v for k, v in spec.get("model_overrides", {}).items()},
-            "data.source": spec["data"], **{f"train.{k}": v for k, v in spec["train"].items()},
-            **{f"eval.{k}": v for k, v in spec.get("eval", {}).items()}}
+    return TrainConfig(**{**RUN_PRESETS[preset]["train"], **overrides})
 
 
 def with_validation_size(settings: dict[str, Any], preset: str, val_size: int | None) -> dict[str, Any]:
