@@ -152,8 +152,8 @@ def test_pretrain_tiny_through_the_recipe_equals_its_direct_form(tmp_path):
     model = create_model("tiny", **BASE_MODEL)
     config = TrainConfig(out_dir=str(tmp_path / "direct"), steps=2, batch_size=16, lr_backbone=PRETRAIN["lr"],
                          lr_new=PRETRAIN["lr"], warmup_steps=PRETRAIN["warmup_steps"], seed=0, progress=False,
-                         log_every=50, eval_modes=("global",), keep_last=1)
-    Trainer(model, CaptionView(SyntheticScenes(split="train"), "alt_caption"), config).fit()
+                         log_every=50, keep_last=1)
+    Trainer(model, CaptionView(SyntheticScenes(split="train"), "alt_caption"), config, eval_modes=("global",)).fit()
     for (name, a), b in zip(model.state_dict().items(), result.model.state_dict().values()):
         assert torch.equal(a, b), name
 

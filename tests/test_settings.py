@@ -82,3 +82,109 @@ def test_grid_short_names_translate_once():
     assert from_short_names({"negatives": "hardest", "hardest_after_steps": 0})["train.hardest_after_steps"] == 0
     with pytest.raises(SettingError, match="needs hardest_after_steps"):
         from_short_names({"negatives": "hardest"})
+
+
+# ----------------------------------------------------------------------------- one schema
+def test_the_kinds_are_declared_on_the_fields_and_every_list_is_read_from_them():
+    import dataclasses
+
+    from finelip_kit.ablation.params import BOOKKEEPING as POINT_OUTPUT, GridParameters
+    from finelip_kit.settings import DataSpec, EvalSpec, bookkeeping_keys, known_keys
+    from finelip_kit.train.config import RESUME_CHANGEABLE, RESUME_IGNORED, TrainConfig
+
+    # the lists as they were kept by hand, less the field that never existed (eval.progress) and
+    # the setting that moved (train.eval_modes is eval.modes)
+    assert set(bookkeeping_keys()) == {f"train.{k}" for k in (
+        "out_dir", "progress", "resume", "resume_changes", "requeue", "log_every", "eval_every", "save_every",
+        "keep_last", "num_workers", "device", "tracker", "attention", "grad_checkpointing", "compile", "tf32",
+        "adamw_kernel")}
+    assert set(RESUME_IGNORED) == {k.split(".", 1)[1] for k in bookkeeping_keys()}
+    assert set(RESUME_CHANGEABLE) == {"steps", "epochs", "train_minutes", "max_nonfinite", "precision"}
+    assert POINT_OUTPUT == ("results_dir", "run_name", "progress")
+    # every name in every list is a field (the drift the hand-kept lists had)
+    for key in bookkeeping_keys():
+        section, name = key.split(".", 1)
+        assert name in known_keys()[section], key
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RESUME_IGNORED) | set(RESUME_CHANGEABLE) <= train_fields
+    assert set(POINT_OUTPUT) <= {f.name for f in dataclasses.fields(GridParameters)}
+    assert not {f.name for f in dataclasses.fields(DataSpec)} & {k.split(".")[1] for k in bookkeeping_keys()}
+    assert "eval_modes" not in train_fields and "modes" in {f.name for f in dataclasses.fields(EvalSpec)}
+
+
+def test_one_validator_names_the_setting_what_it_wants_and_the_value():
+    from finelip_kit.schema import Check, integer, setting, validate
+    from dataclasses import dataclass
+
+    @dataclass
+    class Section:
+        count: int = setting(1, check=integer(1))
+        rate: float = 0.5
+        name: str | None = None
+        pair: tuple = (1, 2)  # not a plain annotation: its own check would say
+
+        def __post_init__(self):
+            validate(self, "section.")
+
+        def relations(self):
+            return [(self.count < 10 or self.rate == 0, f"count {self.count} needs rate 0, got {self.rate}")]
+
+    assert Section(count=3, rate=2, name="x").rate == 2  # an int where a float is expected
+    cases = [({"count": 0}, "section.count must be an integer >= 1, got 0"),
+             ({"count": 1.5}, "section.count must be an integer (int), got 1.5 (float)"),
+             ({"count": True}, "section.count must be an integer (int), got True (bool)"),
+             ({"count": None}, "section.count must not be None (expected int)"),
+             ({"rate": "0.1"}, "section.rate must be a number (float), got '0.1' (str)"),
+             ({"rate": float("nan")}, "section.rate must be finite, got nan"),
+             ({"name": 3}, "section.name must be a string or None (str | None), got 3 (int)"),
+             ({"count": 12}, "count 12 needs rate 0, got 0.5")]
+    for values, message in cases:
+        with pytest.raises(ValueError) as error:
+            Section(**values)
+        assert str(error.value) == message
+    assert Check(lambda v: v > 0, "positive").wanted == "positive"
+
+
+def test_every_config_section_checks_itself_with_the_one_validator():
+    import ast
+    from pathlib import Path
+
+    import finelip_kit
+
+    root = Path(finelip_kit.__file__).parent
+    sections = {"model/config.py": ("VisionConfig", "TextConfig", "FineLIPConfig"), "train/config.py": ("TrainConfig",),
+                "experiments/settings.py": ("DataSpec", "EvalSpec"), "data/synthetic.py": ("SyntheticConfig",),
+                "experiments/params.py": ("GridParameters",)}
+    for path, classes in sections.items():
+        tree = ast.parse((root / path).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name in classes:
+                post_init = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__post_init__")
+                calls = [c.func.id for c in ast.walk(post_init) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+                assert "validate" in calls, f"{path}:{node.name}"
+                raises = [n for n in ast.walk(post_init) if isinstance(n, ast.Raise)]
+                assert raises == [], f"{path}:{node.name} raises outside validate"
+        names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert not names & {"_require", "_check_int", "_check_number", "_check_choice", "_check_numbers", "_check_type"}, path
+
+
+def test_the_old_name_of_the_evaluation_modes_still_works_with_a_deprecation_message(tmp_path):
+    from finelip_kit.recipe import RunSpec, resolve
+
+    with pytest.warns(DeprecationWarning, match="'train.eval_modes' is now 'eval.modes'"):
+        assert canonical("train.eval_modes") == "eval.modes"
+    with pytest.warns(DeprecationWarning):
+        resolved = resolve(RunSpec(settings={"train.eval_modes": ["global"]}, results_dir=str(tmp_path)))
+    assert resolved.eval.modes == ("global",)
+    assert "train.eval_modes" not in resolved.settings() and resolved.settings()["eval.modes"] == ["global"]
+
+
+def test_a_checkpoint_that_names_a_setting_since_moved_still_resumes():
+    from finelip_kit.train.checkpoint import check_resume_config
+    from finelip_kit.train.config import TrainConfig
+
+    config = TrainConfig(out_dir="x")
+    saved = {**config.to_dict(), "eval_modes": ["global"]}  # written before eval.modes was the one setting
+    check_resume_config(saved, config, "step_2")  # no error
+    with pytest.raises(ValueError, match=r"lr_new: checkpoint 0.5 -> now 0.001"):
+        check_resume_config({**saved, "lr_new": 0.5}, config, "step_2")

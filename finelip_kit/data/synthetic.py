@@ -24,13 +24,15 @@ disjoint random streams.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from ..schema import Check, at_least, choice, setting, validate
 
 SPLITS = ("train", "val", "test")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -78,28 +80,30 @@ CLIP_TEXT_TOKENS = 75
 class SyntheticConfig:
     """Every difficulty knob of the benchmark, in one place."""
 
-    image_size: int = 64
-    grid_size: int = 4  # cells per side; with 64 px and patch 8, an object covers 2x2 patches
+    image_size: int = setting(64, check=at_least(8))
+    grid_size: int = setting(4, check=Check(lambda v: 1 <= v <= 12, "in [1, 12]"))  # cells per side; with 64 px and patch 8, an object covers 2x2 patches
     min_objects: int = 7
     max_objects: int = 10
     colours: tuple[str, ...] = tuple(COLOURS)
     shapes: tuple[str, ...] = SHAPES
     sizes: tuple[str, ...] = tuple(SIZES)
-    relation_sentences: int = 2
-    group_size: int = 4
+    relation_sentences: int = setting(2, check=at_least(0))
+    group_size: int = setting(4, check=at_least(1))
     differing_objects: int = 1  # objects that change inside a group (described late)
-    group_kind: str = "replace"  # "replace": the late objects are redrawn; "binding": two late objects swap attributes
-    late_offset: int = 0  # the differing sentences start after 75 + late_offset caption tokens
-    noise: float = 6.0  # pixel noise std (0-255 scale)
-    colour_jitter: float = 10.0  # per-object colour std
+    # "replace": the late objects are redrawn; "binding": two late objects swap attributes
+    group_kind: str = setting("replace", check=choice(GROUP_KINDS))
+    late_offset: int = setting(0, check=at_least(0))  # the differing sentences start after 75 + late_offset caption tokens
+    noise: float = setting(6.0, check=at_least(0))  # pixel noise std (0-255 scale)
+    colour_jitter: float = setting(10.0, check=at_least(0))  # per-object colour std
     seed: int = 0
-    sizes_per_split: dict[str, int] = field(default_factory=lambda: {"train": 60_000, "val": 2_000, "test": 2_000})
+    sizes_per_split: dict[str, int] = setting(factory=lambda: {"train": 60_000, "val": 2_000, "test": 2_000})
 
     def __post_init__(self) -> None:
         self.colours, self.shapes, self.sizes = tuple(self.colours), tuple(self.shapes), tuple(self.sizes)
+        validate(self)
+
+    def relations(self):
         checks = [
-            (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
-            (1 <= self.grid_size <= 12, f"grid_size must be in [1, 12], got {self.grid_size}"),
             (self.image_size % self.grid_size == 0,
              f"image_size ({self.image_size}) must be a multiple of grid_size ({self.grid_size})"),
             (1 <= self.min_objects <= self.max_objects <= self.grid_size**2,
@@ -109,16 +113,11 @@ class SyntheticConfig:
              f"colours must be >= 2 of {sorted(COLOURS)}, got {list(self.colours)}"),
             (set(self.shapes) <= set(SHAPES) and len(self.shapes) >= 2, f"shapes must be >= 2 of {SHAPES}, got {list(self.shapes)}"),
             (set(self.sizes) <= set(SIZES) and len(self.sizes) >= 1, f"sizes must be among {sorted(SIZES)}, got {list(self.sizes)}"),
-            (self.group_size >= 1, f"group_size must be >= 1, got {self.group_size}"),
             (0 <= self.differing_objects < self.min_objects,
              f"differing_objects must be in [0, min_objects), got {self.differing_objects}"),
             (self.group_size == 1 or self.differing_objects >= 1, "group_size > 1 needs differing_objects >= 1"),
-            (self.late_offset >= 0, f"late_offset must be >= 0, got {self.late_offset}"),
-            (self.relation_sentences >= 0, f"relation_sentences must be >= 0, got {self.relation_sentences}"),
-            (self.noise >= 0 and self.colour_jitter >= 0, "noise and colour_jitter must be >= 0"),
             (set(self.sizes_per_split) <= set(SPLITS), f"sizes_per_split keys must be among {SPLITS}"),
         ]
-        checks.append((self.group_kind in GROUP_KINDS, f"group_kind must be one of {GROUP_KINDS}, got {self.group_kind!r}"))
         if self.group_kind == "binding":
             checks.append((self.group_size == 1 or self.differing_objects == 2,
                            f"binding groups swap attributes between two objects: set differing_objects=2 "
@@ -130,9 +129,7 @@ class SyntheticConfig:
             hint = "add colours/shapes or differing_objects"
         checks.append((variants >= self.group_size,
                        f"only {variants} variants of the differing objects exist for group_size {self.group_size}; {hint}"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        return checks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

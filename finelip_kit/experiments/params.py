@@ -4,7 +4,6 @@ and their translation into the settings vocabulary (``finelip_kit.settings``).""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +11,18 @@ from ..model.config import LOSSES, SCORE_MODES
 from .paths import check_name, name_from
 from ..math.positional import STRETCH_MODES
 from .presets import preset_settings
+from ..schema import BOOKKEEPING as _WHERE, at_least, choice, names, setting, validate
 from .settings import ALIASES, SettingError, from_short_names, normalise
 
-# Parameters that name *where* a point writes, not *what* it measures.
-BOOKKEEPING = ("results_dir", "run_name", "progress")
 CHOICES = {"pe_mode": STRETCH_MODES, "loss": LOSSES, "negatives": ("sum", "hardest"), "score_mode": SCORE_MODES}
 
 
 DEFAULT_PRESET = "synthetic-tiny"
 _PRESET_SETTINGS = preset_settings(DEFAULT_PRESET)
+
+
+def _choice(short: str):
+    return choice(sorted(CHOICES[short]))
 
 
 def _preset(short: str) -> Any:
@@ -41,71 +43,59 @@ class GridParameters:
     dataset: str = _preset("dataset")  # "synthetic", a dataset name (urban1k, docci, ...) or a path
     data_root: str | None = None
     use_atrm: bool = _preset("use_atrm")
-    atrm_k: int = _preset("atrm_k")
-    atrm_k_text: int | None = None  # None: same as atrm_k
+    atrm_k: int = setting(_preset("atrm_k"), check=at_least(1))
+    atrm_k_text: int | None = setting(None, check=at_least(1))  # None: same as atrm_k
     use_clim: bool = _preset("use_clim")
-    pe_mode: str = _preset("pe_mode")  # position stretching: kps | linear | none | scratch
-    context_length: int = _preset("context_length")
-    loss: str = _preset("loss")
-    fine_weight: float = _preset("fine_weight")
-    negatives: str = "sum"  # hardest: switch from sum to hardest negatives after `hardest_after_steps`
-    hardest_after_steps: int = 60
+    pe_mode: str = setting(_preset("pe_mode"), check=_choice("pe_mode"))  # position stretching: kps | linear | none | scratch
+    context_length: int = setting(_preset("context_length"), check=at_least(1))
+    loss: str = setting(_preset("loss"), check=_choice("loss"))
+    fine_weight: float = setting(_preset("fine_weight"), check=at_least(0))
+    # hardest: switch from sum to hardest negatives after `hardest_after_steps`
+    negatives: str = setting("sum", check=_choice("negatives"))
+    hardest_after_steps: int = setting(60, check=at_least(0))
     group_batches: bool = False  # batches of whole hard-negative groups (synthetic data)
-    score_mode: str = "global"  # the scoring mode of the summary's headline (every mode is recorded)
-    steps: int | None = _preset("steps")
-    train_minutes: float | None = None  # train on wall time instead of steps
-    batch_size: int = _preset("batch_size")
-    lr: float | None = None  # towers' learning rate; None: the preset's
-    lr_new: float | None = None  # ATRM / new position rows / temperature; None: the preset's
+    score_mode: str = setting("global", check=_choice("score_mode"))  # the scoring mode of the summary's headline (every mode is recorded)
+    steps: int | None = setting(_preset("steps"), check=at_least(1))
+    train_minutes: float | None = setting(None, check=at_least(0))  # train on wall time instead of steps
+    batch_size: int = setting(_preset("batch_size"), check=at_least(2, "contrastive losses need negatives"))
+    lr: float | None = setting(None, check=at_least(0))  # towers' learning rate; None: the preset's
+    lr_new: float | None = setting(None, check=at_least(0))  # ATRM / new position rows / temperature; None: the preset's
     seed: int = 0
-    eval_size: int = _preset("eval_size")  # test pairs (synthetic); None: the whole split
-    rerank_k: int | None = None  # fine / fused R@k two-stage over the global top k (within-group stays exact)
+    eval_size: int = setting(_preset("eval_size"), check=at_least(1))  # test pairs (synthetic); None: the whole split
+    # fine / fused R@k two-stage over the global top k (within-group stays exact)
+    rerank_k: int | None = setting(None, check=at_least(1))
     reference: bool = _preset("reference")  # also score the starting model as is (its original context)
     keep_model: bool = True  # save the fine-tuned model to <results_dir>/<run_name>/model (21 MB for tiny)
     settings: dict | None = None  # any other setting, by its dotted key: {"data.differing_objects": 3}
-    results_dir: str = "ablations/results"
-    run_name: str | None = None  # None: named by the parameters that differ from the defaults
-    progress: bool = True
+    # where a point writes, not what it measures: left out of its name and its `measured` parameters
+    results_dir: str = setting("ablations/results", kind=_WHERE)
+    run_name: str | None = setting(None, kind=_WHERE)  # None: named by the parameters that differ from the defaults
+    progress: bool = setting(True, kind=_WHERE)
 
     def __post_init__(self) -> None:
-        for spec in dataclasses.fields(self):
-            _check_type(spec.name, getattr(self, spec.name), spec.type)
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"parameter {name} must be one of {sorted(choices)}, got {getattr(self, name)!r}")
-        positive = ("atrm_k", "context_length", "hardest_after_steps", "batch_size", "steps", "eval_size", "atrm_k_text",
-                    "rerank_k")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "hardest_after_steps" else 1):
-                raise ValueError(f"parameter {name} must be >= {0 if name == 'hardest_after_steps' else 1}, got {value}")
-        for name in ("fine_weight", "lr", "lr_new", "train_minutes"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"parameter {name} must be >= 0, got {value} (a finite number)")
+        validate(self, "parameter ")
         if self.run_name is not None:
             check_name(self.run_name, "parameter run_name")
-        if self.batch_size < 2:
-            raise ValueError(f"parameter batch_size must be >= 2 (contrastive losses need negatives), got {self.batch_size}")
-        if self.steps is None and self.train_minutes is None:
-            raise ValueError("set parameter steps or train_minutes (both are None)")
-        if self.pe_mode == "none" and self.context_length > 77:
-            raise ValueError(f"parameter pe_mode 'none' keeps 77 positions; context_length must be <= 77, got "
-                             f"{self.context_length} (or choose pe_mode kps / linear / scratch)")
-        if not self.use_clim and (self.loss != "global" or self.score_mode != "global"):
-            raise ValueError(f"use_clim=False leaves no fine-grained score: set loss='global' and score_mode='global' "
-                             f"too (got loss={self.loss!r}, score_mode={self.score_mode!r})")
-        from ..data.datasets import source_info
-
-        if self.group_batches and not source_info(self.dataset).grouped:
-            raise ValueError(f"parameter group_batches needs data that declares hard-negative groups (dataset "
-                             f"'synthetic'); dataset {self.dataset!r} has none: set group_batches=False")
-        from .recipe import TRAIN_PRESETS
-
-        if self.preset not in TRAIN_PRESETS:
-            raise ValueError(f"parameter preset must be one of {sorted(TRAIN_PRESETS)}, got {self.preset!r}")
         self._extra_settings()  # unknown or aliased keys in `settings` are errors now, not at run time
         self.check_run()
+
+    def relations(self):
+        from ..data.datasets import source_info
+        from .presets import RUN_PRESETS
+
+        return [
+            (self.steps is not None or self.train_minutes is not None, "set parameter steps or train_minutes (both are None)"),
+            (self.pe_mode != "none" or self.context_length <= 77,
+             f"parameter pe_mode 'none' keeps 77 positions; context_length must be <= 77, got "
+             f"{self.context_length} (or choose pe_mode kps / linear / scratch)"),
+            (self.use_clim or (self.loss == "global" and self.score_mode == "global"),
+             f"use_clim=False leaves no fine-grained score: set loss='global' and score_mode='global' "
+             f"too (got loss={self.loss!r}, score_mode={self.score_mode!r})"),
+            (not self.group_batches or source_info(self.dataset).grouped,
+             f"parameter group_batches needs data that declares hard-negative groups (dataset "
+             f"'synthetic'); dataset {self.dataset!r} has none: set group_batches=False"),
+            (self.preset in RUN_PRESETS, f"parameter preset must be one of {sorted(RUN_PRESETS)}, got {self.preset!r}"),
+        ]
 
     def check_run(self) -> None:
         """Every value of the run this point makes, checked now (a bad ``settings`` entry fails
@@ -148,6 +138,10 @@ class GridParameters:
                 alias = next(a for a, d in ALIASES.items() if d == key)
                 raise SettingError(f"parameter settings: {key!r} is the grid parameter {alias!r}; set {alias} instead")
         return extra
+
+
+# Parameters that name *where* a point writes, not *what* it measures (declared on the fields above).
+BOOKKEEPING = names(GridParameters, _WHERE)
 
 
 def validate_parameters(**parameters: Any) -> GridParameters:
@@ -194,21 +188,3 @@ def _short(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
-
-
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    kinds = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
-    allowed = [part.strip() for part in str(annotation).split("|")]
-    if value is None:
-        if "None" in allowed:
-            return
-        raise TypeError(f"parameter {name} must not be None (expected {annotation})")
-    for part in allowed:
-        if part == "None":
-            continue
-        kind = kinds[part]
-        if isinstance(value, bool) and part != "bool":
-            continue  # True is an int in Python, never a valid count or rate here
-        if isinstance(value, kind):
-            return
-    raise TypeError(f"parameter {name} must be {annotation}, got {value!r} ({type(value).__name__})")

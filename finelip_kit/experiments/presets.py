@@ -68,8 +68,8 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
                             "loss": "global"},
         "data": "synthetic", "data_settings": {"caption_field": "alt_caption"},
         "train": dict(seed=0, steps=600, batch_size=128, lr_backbone=2e-3, lr_new=2e-3, warmup_steps=50, log_every=50,
-                      eval_every=None, eval_modes=["global"], keep_last=1),
-        "eval": dict(size=0, val_size=0, reference=False),
+                      eval_every=None, keep_last=1),
+        "eval": dict(size=0, val_size=0, reference=False, modes=["global"]),
     },
 }
 TRAIN_PRESETS = RUN_PRESETS  # the name before run presets and architecture presets were told apart

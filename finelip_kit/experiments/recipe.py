@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .paths import check_name, owned_run_folder
 from .presets import RUN_PRESETS, TRAIN_PRESETS, preset_settings  # noqa: F401 (TRAIN_PRESETS: the old name)
-from .settings import BOOKKEEPING, DataSpec, EvalSpec, SettingError, by_section, canonical, flatten, normalise
+from .settings import DataSpec, EvalSpec, SettingError, bookkeeping_keys, by_section, canonical, flatten, normalise
 from ..train import TrainConfig
 
 
@@ -75,7 +75,7 @@ class Resolved:
             data.update({f"data.{k}": v for k, v in asdict(generated(**self.data.synthetic)).items()})
         out = {"model.source": self.model_source, **model, **flatten("train", self.train.to_dict()), **data,
                **flatten("eval", asdict(self.eval))}
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if k not in BOOKKEEPING}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if k not in bookkeeping_keys()}
 
 
 @dataclass
@@ -273,7 +273,8 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
     config, evaluation = resolved.train, resolved.eval
     tick = time.perf_counter()
     periodic = val_data if config.eval_every else None
-    trainer = Trainer(model, train_data, config, eval_data=periodic, on_log=on_log, final_eval=False, trackers=trackers)
+    trainer = Trainer(model, train_data, config, eval_data=periodic, eval_modes=evaluation.modes, on_log=on_log,
+                      final_eval=False, trackers=trackers)
     history = trainer.fit()
     train_seconds = time.perf_counter() - tick
     if rank != 0:  # the other ranks trained; rank 0 saves, evaluates and records

@@ -17,11 +17,13 @@ Values are checked by the dataclass each section builds (``FineLIPConfig``, ``Tr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
 from ..model.config import DEFAULT_CHUNK_BYTES, SCORE_MODES, FineLIPConfig, SettingError, closest
+from .. import schema
+from ..schema import Check, choice, integer, names, setting, validate
 
 SECTIONS = ("model", "train", "data", "eval")
 
@@ -50,12 +52,8 @@ ALIASES: dict[str, str] = {
     "rerank_k": "eval.rerank_k",
     "reference": "eval.reference",
 }
-# Settings that say where a run writes or how it reports, not what it measures: they are left
-# out of a record's settings (two runs that differ only here measured the same thing).
-BOOKKEEPING = ("train.out_dir", "train.progress", "train.resume", "train.resume_changes", "train.requeue", "train.log_every",
-               "train.eval_every", "train.save_every", "train.keep_last", "train.num_workers", "train.device", "train.tracker",
-               "train.attention", "train.grad_checkpointing", "train.compile", "train.tf32", "train.adamw_kernel",
-               "eval.progress")
+# Old names of settings: still accepted, with a DeprecationWarning that names the new one.
+DEPRECATED: dict[str, str] = {"train.eval_modes": "eval.modes", "eval_modes": "eval.modes"}
 
 
 @dataclass(frozen=True)
@@ -69,51 +67,54 @@ class DataSpec:
     test_split: str | None = "test"  # None: no test evaluation
     eval_source: str | None = None  # evaluate on other data than `source` (same splits)
     caption_field: str = "caption"  # train on another caption field (e.g. alt_caption, short_caption)
-    on_error: str = "raise"  # bad records: raise, or skip and count (load_pairs)
-    synthetic: dict = field(default_factory=dict)  # SyntheticConfig fields (data.<field>)
+    on_error: str = setting("raise", check=choice(("raise", "skip")))  # bad records: raise, or skip and count (load_pairs)
+    synthetic: dict = setting(factory=dict)  # SyntheticConfig fields (data.<field>)
 
     def __post_init__(self) -> None:
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        validate(self, "data.")
+
+    def relations(self):
         from ..data.datasets import source_info
 
-        if self.synthetic and not source_info(self.source).generated:
-            raise ValueError(f"data settings {sorted(self.synthetic)} apply to the synthetic data only, not "
-                             f"data.source {self.source!r}")
+        return [(not self.synthetic or source_info(self.source).generated,
+                 f"data settings {sorted(self.synthetic)} apply to the synthetic data only, not data.source {self.source!r}")]
+
+
+_MODES = Check(lambda v: v is None or (len(v) > 0 and all(m in SCORE_MODES for m in v)), f"None or among {SCORE_MODES}")
 
 
 @dataclass(frozen=True)
 class EvalSpec:
     """How a run is evaluated at the end (the ``eval.*`` settings)."""
 
-    size: int | None = 1000  # test pairs (synthetic: drawn; real data: the first `size`); None: the whole split; 0: none
-    val_size: int | None = 0  # validation pairs evaluated at the end (chosen on; 0: none, None: the whole split)
-    modes: tuple | None = None  # None: every mode the model has
-    rerank_k: int | None = None  # fine / fused R@k two-stage over the global top k
-    batch_size: int = 64
+    # test pairs (synthetic: drawn; real data: the first `size`); None: the whole split; 0: none
+    size: int | None = setting(1000, check=integer(0))
+    # validation pairs evaluated at the end (chosen on; 0: none, None: the whole split)
+    val_size: int | None = setting(0, check=integer(0))
+    modes: tuple | None = setting(None, check=_MODES)  # None: every mode the model has (also the periodic evaluations')
+    rerank_k: int | None = setting(None, check=integer(1))  # fine / fused R@k two-stage over the global top k
+    batch_size: int = setting(64, check=integer(1))
     reference: bool = True  # also score the starting model as is (its original context) on the test pairs
     alt_captions: bool = False  # synthetic: also global recall with the alt-text captions (alt/global/...)
     binding: bool = False  # synthetic: also `size` test pairs in binding groups (binding/<mode>/group/t2i, ...)
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # memory the CLIM scoring may use at once (scores do not depend on it)
+    # memory the CLIM scoring may use at once (scores do not depend on it)
+    chunk_bytes: int = setting(DEFAULT_CHUNK_BYTES, check=integer(1))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "modes", None if self.modes is None else tuple(self.modes))
-        for name in ("size", "val_size"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"eval.{name} must be an integer >= 0 or None, got {value!r}")
-        if self.modes is not None and (not self.modes or any(m not in SCORE_MODES for m in self.modes)):
-            raise ValueError(f"eval.modes must be None or among {SCORE_MODES}, got {self.modes!r}")
-        if self.rerank_k is not None and (isinstance(self.rerank_k, bool) or not isinstance(self.rerank_k, int)
-                                          or self.rerank_k < 1):
-            raise ValueError(f"eval.rerank_k must be an integer >= 1 or None, got {self.rerank_k!r}")
-        for name in ("reference", "alt_captions", "binding"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"eval.{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("batch_size", "chunk_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"eval.{name} must be an integer >= 1, got {value!r}")
+        if self.modes is not None and not isinstance(self.modes, (str, bytes)):
+            object.__setattr__(self, "modes", tuple(self.modes))
+        validate(self, "eval.")
+
+
+@lru_cache(maxsize=1)
+def bookkeeping_keys() -> tuple[str, ...]:
+    """The dotted keys that say where a run writes, how it reports or how fast it computes, not what it
+    measures (``schema.BOOKKEEPING`` where each field is declared): left out of a record's settings
+    (two runs that differ only here measured the same thing)."""
+    from ..train import TrainConfig
+
+    return tuple(f"{section}.{name}" for section, cls in (("train", TrainConfig), ("data", DataSpec), ("eval", EvalSpec))
+                 for name in names(cls, schema.BOOKKEEPING))
 
 
 @lru_cache(maxsize=1)
@@ -142,6 +143,12 @@ def canonical(key: str) -> str:
         raise SettingError(f"a setting key must be a non-empty string, got {key!r}")
     if key in ALIASES:
         return ALIASES[key]
+    if key in DEPRECATED:
+        import warnings
+
+        warnings.warn(f"the setting {key!r} is now {DEPRECATED[key]!r} (one setting for the evaluation modes, "
+                      f"periodic and final); write {DEPRECATED[key]}", DeprecationWarning, stacklevel=3)
+        return DEPRECATED[key]
     sections = known_keys()
     section, _, rest = key.partition(".")
     if section == "model" and rest and rest != "source":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..math.defaults import DEFAULT_CHUNK_BYTES, STRETCH_MODES  # noqa: F401 (named with the settings)
+from ..schema import Check, choice, integer, number, setting, validate
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -42,60 +43,32 @@ def closest(name: str, candidates, n: int = 3, cutoff: float = 0.6) -> list[str]
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=cutoff)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    _require(value in choices, f"{name} must be one of {choices}, got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    _require(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{name} must be an integer >= {minimum}, got {value!r}",
-    )
-
-
-def _check_number(name: str, value: Any, low: float, high: float = math.inf) -> None:
-    _require(
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high,
-        f"{name} must be a finite number in [{low}, {high}], got {value!r}",
-    )
-
-
 @dataclass
 class VisionConfig:
     """A CLIP-style ViT (pre-norm, class token, projection head) built with timm."""
 
-    image_size: int = 224
-    patch_size: int = 16
-    width: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    act: str = "quick_gelu"
-    norm_eps: float = 1e-5
+    image_size: int = setting(224, check=integer(1))
+    patch_size: int = setting(16, check=integer(1))
+    width: int = setting(768, check=integer(1))
+    depth: int = setting(12, check=integer(1))
+    heads: int = setting(12, check=integer(1))
+    mlp_ratio: float = setting(4.0, check=number(1e-6))
+    act: str = setting("quick_gelu", check=choice(ACTIVATIONS))
+    norm_eps: float = setting(1e-5, check=number(0.0, 1.0))
     timm_name: str | None = None  # build a named timm model instead (weights seam)
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
 
     def __post_init__(self) -> None:
         self.mean, self.std = tuple(self.mean), tuple(self.std)
-        for name in ("image_size", "patch_size", "width", "depth", "heads"):
-            _check_int(f"vision.{name}", getattr(self, name), 1)
-        _require(
-            self.image_size % self.patch_size == 0,
-            f"vision.image_size ({self.image_size}) must be a multiple of vision.patch_size ({self.patch_size})",
-        )
-        _require(
-            self.width % self.heads == 0,
-            f"vision.width ({self.width}) must be divisible by vision.heads ({self.heads})",
-        )
-        _check_number("vision.mlp_ratio", self.mlp_ratio, 1e-6)
-        _check_choice("vision.act", self.act, ACTIVATIONS)
-        _check_number("vision.norm_eps", self.norm_eps, 0.0, 1.0)
+        validate(self, "vision.")
+
+    def relations(self):
+        return [
+            (self.image_size % self.patch_size == 0,
+             f"vision.image_size ({self.image_size}) must be a multiple of vision.patch_size ({self.patch_size})"),
+            (self.width % self.heads == 0, f"vision.width ({self.width}) must be divisible by vision.heads ({self.heads})"),
+        ]
 
     @property
     def num_patches(self) -> int:
@@ -106,48 +79,38 @@ class VisionConfig:
 class TextConfig:
     """A CLIP text transformer (transformers ``CLIPTextModel``) with stretched positions."""
 
-    vocab_size: int = 49408
-    width: int = 512
-    depth: int = 12
-    heads: int = 8
-    mlp_dim: int = 2048
-    act: str = "quick_gelu"
-    norm_eps: float = 1e-5
-    pretrained_context: int = 77  # rows of the original position table
-    context_length: int = 248  # rows after stretching
-    stretch: str = "kps"
-    keep: int = 20  # rows the knowledge-preserving stretch copies unchanged
+    vocab_size: int = setting(49408, check=integer(1))
+    width: int = setting(512, check=integer(1))
+    depth: int = setting(12, check=integer(1))
+    heads: int = setting(8, check=integer(1))
+    mlp_dim: int = setting(2048, check=integer(1))
+    act: str = setting("quick_gelu", check=choice(ACTIVATIONS))
+    norm_eps: float = setting(1e-5, check=number(0.0, 1.0))
+    pretrained_context: int = setting(77, check=integer(1))  # rows of the original position table
+    context_length: int = setting(248, check=integer(1))  # rows after stretching
+    stretch: str = setting("kps", check=choice(STRETCH_MODES))
+    keep: int = setting(20, check=integer(0))  # rows the knowledge-preserving stretch copies unchanged
     freeze_kept_positions: bool = False  # Long-CLIP: first `keep` rows frozen, the rest trainable
     bos_token_id: int = 49406
     eos_token_id: int = 49407
     pad_token_id: int = 49407
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "width", "depth", "heads", "mlp_dim", "pretrained_context", "context_length"):
-            _check_int(f"text.{name}", getattr(self, name), 1)
-        _check_int("text.keep", self.keep, 0)
-        _require(
-            self.width % self.heads == 0,
-            f"text.width ({self.width}) must be divisible by text.heads ({self.heads})",
-        )
-        _check_choice("text.act", self.act, ACTIVATIONS)
-        _check_number("text.norm_eps", self.norm_eps, 0.0, 1.0)
-        _check_choice("text.stretch", self.stretch, STRETCH_MODES)
-        _require(
-            self.stretch != "none" or self.context_length <= self.pretrained_context,
-            f"text.context_length ({self.context_length}) exceeds text.pretrained_context "
-            f"({self.pretrained_context}) with text.stretch='none'; set stretch to 'kps' or 'linear', "
-            f"or context_length <= {self.pretrained_context}",
-        )
-        _require(
-            self.stretch != "kps" or self.keep < self.pretrained_context - 1,
-            f"text.keep must be < {self.pretrained_context - 1} for the 'kps' stretch, got {self.keep}",
-        )
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            _require(
-                0 <= getattr(self, name) < self.vocab_size,
-                f"text.{name} must be in [0, {self.vocab_size}), got {getattr(self, name)}",
-            )
+        validate(self, "text.")
+
+    def relations(self):
+        checks = [
+            (self.width % self.heads == 0, f"text.width ({self.width}) must be divisible by text.heads ({self.heads})"),
+            (self.stretch != "none" or self.context_length <= self.pretrained_context,
+             f"text.context_length ({self.context_length}) exceeds text.pretrained_context "
+             f"({self.pretrained_context}) with text.stretch='none'; set stretch to 'kps' or 'linear', "
+             f"or context_length <= {self.pretrained_context}"),
+            (self.stretch != "kps" or self.keep < self.pretrained_context - 1,
+             f"text.keep must be < {self.pretrained_context - 1} for the 'kps' stretch, got {self.keep}"),
+        ]
+        return checks + [(0 <= getattr(self, name) < self.vocab_size,
+                          f"text.{name} must be in [0, {self.vocab_size}), got {getattr(self, name)}")
+                         for name in ("bos_token_id", "eos_token_id", "pad_token_id")]
 
     @property
     def positions(self) -> int:
@@ -161,33 +124,35 @@ class FineLIPConfig:
 
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    embed_dim: int = 512
+    embed_dim: int = setting(512, check=integer(1))
     # ATRM: K refined tokens per modality (text defaults to the image's K).
     use_atrm: bool = True
-    atrm_k: int = 39
-    atrm_k_text: int | None = None
-    atrm_hidden_ratio: float = 0.2
-    atrm_scale_init: float = 1.0  # the slot logits' initial scale (a kit lever, issue 18; FineLIP: 1)
-    slot_diversity_weight: float = 0.0  # weight of a penalty on ATRM slots' overlap (a kit lever, issue 18; FineLIP: 0)
+    atrm_k: int = setting(39, check=integer(1))
+    atrm_k_text: int | None = setting(None, check=integer(1))
+    atrm_hidden_ratio: float = setting(0.2, check=number(1e-6))
+    atrm_scale_init: float = setting(1.0, check=number(1e-6))  # the slot logits' initial scale (a kit lever, issue 18; FineLIP: 1)
+    # weight of a penalty on ATRM slots' overlap (a kit lever, issue 18; FineLIP: 0)
+    slot_diversity_weight: float = setting(0.0, check=number(0.0))
     # CLIM and the scores built on it.
     use_clim: bool = True
-    clim_slope: float = 0.1
-    score_mode: str = "global"
-    fuse_weight: float = 0.2
+    clim_slope: float = setting(0.1, check=number(0.0, 1.0))
+    score_mode: str = setting("global", check=choice(SCORE_MODES))
+    fuse_weight: float = setting(0.2, check=number(0.0, 1.0))
     # Loss recipe.
-    loss: str = "fine"
-    global_weight: float = 1.0
-    fine_weight: float = 1.0
-    margin: float = 0.2
-    negatives: str = "sum"
-    triplet_reduction: str = "sum"  # official FineLIP sums over the batch
+    loss: str = setting("fine", check=choice(LOSSES))
+    global_weight: float = setting(1.0, check=number(0.0))
+    fine_weight: float = setting(1.0, check=number(0.0))
+    margin: float = setting(0.2, check=number(0.0))
+    negatives: str = setting("sum", check=choice(NEGATIVES))
+    triplet_reduction: str = setting("sum", check=choice(REDUCTIONS))  # official FineLIP sums over the batch
     local_loss: bool = False  # open_clip's local-loss form of the gathered InfoNCE
-    label_smoothing: float = 0.0  # of the InfoNCE terms (global, pcm); the official Long-CLIP / FineLIP baseline: 0.1
-    pcm_weight: float = 0.0  # Long-CLIP primary-component matching (0 = off)
-    pcm_components: int = 32
+    # of the InfoNCE terms (global, pcm); the official Long-CLIP / FineLIP baseline: 0.1
+    label_smoothing: float = setting(0.0, check=Check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    pcm_weight: float = setting(0.0, check=number(0.0))  # Long-CLIP primary-component matching (0 = off)
+    pcm_components: int = setting(32, check=integer(1))
     # "kit": PCA on the batch gathered across ranks with a constant basis, reduced features renormalised;
     # "official": Long-CLIP's code: PCA (SVD, gradient through it) per process, reduced features not renormalised
-    pcm_variant: str = "kit"
+    pcm_variant: str = setting("kit", check=choice(PCM_VARIANTS))
     logit_scale_init: float = math.log(1 / 0.07)
     logit_scale_max: float = math.log(100.0)
 
@@ -196,44 +161,28 @@ class FineLIPConfig:
             self.vision = VisionConfig(**self.vision)
         if isinstance(self.text, dict):
             self.text = TextConfig(**self.text)
-        _check_int("embed_dim", self.embed_dim, 1)
-        _check_int("atrm_k", self.atrm_k, 1)
-        if self.atrm_k_text is not None:
-            _check_int("atrm_k_text", self.atrm_k_text, 1)
-        _check_number("atrm_hidden_ratio", self.atrm_hidden_ratio, 1e-6)
-        _check_number("atrm_scale_init", self.atrm_scale_init, 1e-6)
-        _check_number("slot_diversity_weight", self.slot_diversity_weight, 0.0)
-        _check_number("clim_slope", self.clim_slope, 0.0, 1.0)
-        _check_choice("score_mode", self.score_mode, SCORE_MODES)
-        _check_number("fuse_weight", self.fuse_weight, 0.0, 1.0)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_number("global_weight", self.global_weight, 0.0)
-        _check_number("fine_weight", self.fine_weight, 0.0)
-        _check_number("margin", self.margin, 0.0)
-        _check_choice("negatives", self.negatives, NEGATIVES)
-        _check_choice("triplet_reduction", self.triplet_reduction, REDUCTIONS)
-        _check_number("pcm_weight", self.pcm_weight, 0.0)
-        _check_int("pcm_components", self.pcm_components, 1)
-        _require(isinstance(self.label_smoothing, (int, float)) and not isinstance(self.label_smoothing, bool)
-                 and 0 <= self.label_smoothing < 1, f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}")
-        _check_choice("pcm_variant", self.pcm_variant, PCM_VARIANTS)
-        _check_number("logit_scale_init", self.logit_scale_init, -math.inf)
-        _check_number("logit_scale_max", self.logit_scale_max, self.logit_scale_init)
+        validate(self)
+
+    def relations(self):
+        checks = [(self.logit_scale_max >= self.logit_scale_init,
+                   f"logit_scale_max must be >= logit_scale_init ({self.logit_scale_init}), got {self.logit_scale_max!r}")]
         if self.use_atrm:
             patches, context = self.vision.num_patches, self.text.context_length
-            _require(self.atrm_k <= patches, f"atrm_k must be <= the image's {patches} patch tokens "
-                     f"({self.vision.image_size}px / patch {self.vision.patch_size}), got {self.atrm_k}: ATRM refines "
-                     f"the patch tokens into K slots")
-            _require(self.text_k <= context, f"the text's ATRM K (atrm_k_text, else atrm_k) must be <= "
-                     f"text.context_length {context}, got {self.text_k}")
-        _require(self.use_atrm or self.slot_diversity_weight == 0,
-                 f"slot_diversity_weight ({self.slot_diversity_weight}) acts on ATRM's slots; it needs use_atrm=True")
+            checks += [
+                (self.atrm_k <= patches, f"atrm_k must be <= the image's {patches} patch tokens "
+                 f"({self.vision.image_size}px / patch {self.vision.patch_size}), got {self.atrm_k}: ATRM refines "
+                 f"the patch tokens into K slots"),
+                (self.text_k <= context, f"the text's ATRM K (atrm_k_text, else atrm_k) must be <= "
+                 f"text.context_length {context}, got {self.text_k}"),
+            ]
         uses_fine = self.loss != "global" or self.score_mode != "global"
-        _require(
-            self.use_clim or not uses_fine,
-            f"use_clim=False leaves no fine-grained score, but loss={self.loss!r} and "
-            f"score_mode={self.score_mode!r} need one; use loss='global' and score_mode='global'",
-        )
+        return checks + [
+            (self.use_atrm or self.slot_diversity_weight == 0,
+             f"slot_diversity_weight ({self.slot_diversity_weight}) acts on ATRM's slots; it needs use_atrm=True"),
+            (self.use_clim or not uses_fine,
+             f"use_clim=False leaves no fine-grained score, but loss={self.loss!r} and "
+             f"score_mode={self.score_mode!r} need one; use loss='global' and score_mode='global'"),
+        ]
 
     @property
     def text_k(self) -> int:

@@ -36,9 +36,11 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, source: str)
     """Refuse to resume under settings that change what the checkpoint's data position and
     optimiser state mean; ``config.resume_changes`` lets the budget keys differ on purpose."""
     current = config.to_dict()
-    # a setting newer than the checkpoint counts as its default there (what that version did)
-    saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING and f.name not in saved}, **saved}
-    changed = sorted(k for k in set(saved) | set(current)
+    # a setting newer than the checkpoint counts as its default there (what that version did); a
+    # setting the checkpoint has and TrainConfig no longer does (train.eval_modes, now eval.modes) is not compared
+    saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING and f.name not in saved},
+             **{k: v for k, v in saved.items() if k in current}}
+    changed = sorted(k for k in current
                      if k not in RESUME_IGNORED and k not in config.resume_changes
                      and _comparable(saved.get(k)) != _comparable(current.get(k)))
     if changed:

@@ -82,8 +82,9 @@ def process_batch_size(config: TrainConfig, world_size: int) -> int:
 class Trainer:
     def __init__(self, model: FineLIP, train_data, config: TrainConfig, eval_data=None, tokenizer=None,
                  on_log: Callable[[dict[str, Any]], None] | None = None, final_eval: bool = True,
-                 trackers: Trackers | None = None):
-        """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end.
+                 trackers: Trackers | None = None, eval_modes: tuple[str, ...] | None = None):
+        """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end,
+        in ``eval_modes`` (None: every mode the model has; a run's ``eval.modes``).
         ``trackers``: open experiment trackers to log to (the recipe's); None: the trainer opens
         ``config.tracker``'s itself on rank 0 and closes them when ``fit`` ends."""
         self.config = config
@@ -98,6 +99,7 @@ class Trainer:
             model.compile_towers("inductor" if config.compile is True else config.compile)
         self.dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
         self.eval_data = eval_data
+        self.eval_modes = None if eval_modes is None else tuple(eval_modes)
         self.tokenizer = tokenizer or get_tokenizer(context_length=model.context_length)
         self.out_dir = Path(config.out_dir)
         transform = clip_transform(model.config.vision, train=config.augment)
@@ -460,7 +462,7 @@ class Trainer:
 
         metrics: dict[str, float] = {}
         if self.is_main:
-            result = evaluate_retrieval(self.model, self.eval_data, modes=self.config.eval_modes, device=self.device)
+            result = evaluate_retrieval(self.model, self.eval_data, modes=self.eval_modes, device=self.device)
             metrics = {f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}
         if self.world_size > 1:
             dist.barrier()
