@@ -135,17 +135,10 @@ def show(args: argparse.Namespace) -> int:
 
 def summary_table(metrics: dict, chance: dict | None = None) -> str:
     """A compact text table of retrieval metrics (``<mode>/<metric>`` keys); ``chance``: within-group
-    accuracy by chance (``evaluate.group_chance``), printed as a last row."""
-    from .model.config import SCORE_MODES
+    accuracy by chance (``evaluate.group_chance``), printed as a last row (``evaluation.tables.metrics_text``)."""
+    from .evaluation.tables import metrics_text
 
-    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in metrics) if m in SCORE_MODES]
-    columns = ("i2t/R@1", "t2i/R@1", "i2t/R@5", "t2i/R@5", "group/i2t", "group/t2i")
-    lines = [f"{'mode':<8}" + "".join(f"{c:>11}" for c in columns)]
-    for mode in modes:
-        lines.append(f"{mode:<8}" + "".join(f"{metrics.get(f'{mode}/{c}', float('nan')):>11.1f}" for c in columns))
-    if chance:
-        lines.append(f"{'chance':<8}" + " " * 44 + "".join(f"{chance[c]:>11.1f}" for c in ("group/i2t", "group/t2i")))
-    return "\n".join(lines)
+    return metrics_text(metrics, chance)
 
 
 def evaluate(args: argparse.Namespace) -> int:

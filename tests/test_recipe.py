@@ -268,3 +268,51 @@ def test_run_presets_have_one_home_and_the_grid_reads_its_defaults_there():
     assert (PRETRAIN["steps"], PRETRAIN["batch_size"], PRETRAIN["lr"], PRETRAIN["warmup_steps"]) == (600, 128, 2e-3, 50)
     with pytest.raises(ValueError, match=r"unknown training preset 'tiny' \(a run preset; an architecture"):
         presets.preset_settings("tiny")
+
+
+def test_one_record_builder_for_a_finished_run_and_a_failed_point():
+    import pytest
+
+    from finelip_kit.ablation.grid import failed_record
+    from finelip_kit.records import BadRecord, new_record
+
+    head = ("record_version", "run_name", "status", "preset", "settings", "parameters")
+    ok = new_record("a", "ok", preset="synthetic-tiny", settings={"model.atrm_k": 8}, parameters={"atrm_k": 8},
+                    metrics={"global/t2i/R@1": 12.5}, history=[])
+    failed = failed_record("b", {"atrm_k": 8, "steps": 2}, "RuntimeError: boom", timings={"total_s": 1.0})
+    for record in (ok, failed):
+        assert tuple(record)[:6] == head and record["record_version"] == RECORD_VERSION
+        assert {"versions", "git_commit", "host", "created"} <= set(record)  # provenance, on both
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
+    assert failed["settings"]["model.atrm_k"] == 8 and failed["parameters"]["steps"] == 2
+    with pytest.raises(ValueError, match="status must be one of"):
+        new_record("c", "done", preset=None, settings={}, parameters={})
+    with pytest.raises(ValueError, match="needs its error as text"):
+        new_record("c", "failed", preset=None, settings={}, parameters={})
+    with pytest.raises(BadRecord, match=r"metrics\['global/t2i/R@1'\] is nan, not a finite number"):
+        new_record("c", "ok", preset=None, settings={}, parameters={}, metrics={"global/t2i/R@1": float("nan")})
+
+
+def test_one_builder_for_every_table_of_metrics():
+    from finelip_kit.cli import summary_table
+    from finelip_kit.evaluation.tables import metrics_table
+    from finelip_kit.records import summary_frame
+
+    metrics = {"global/i2t/R@1": 10.0, "global/i2t/R@5": 30.0, "global/t2i/R@1": 12.0, "global/t2i/R@5": 31.0,
+               "global/group/i2t": 40.0, "global/group/t2i": 45.0, "fine@rerank4/i2t/R@1": 11.0,
+               "fine@rerank4/t2i/R@1": 13.0, "alt/global/t2i/R@1": 5.0}
+    chance = {"group/i2t": 25.0, "group/t2i": 25.0}
+    by_mode = metrics_table(metrics, chance=chance)
+    assert list(by_mode.index) == ["global", "fine@rerank4", "chance"]  # alt/... is another family
+    assert by_mode.loc["global", "group/t2i"] == 45.0 and by_mode.loc["chance", "group/i2t"] == 25.0
+    by_direction = metrics_table(metrics, by="direction", chance=chance, decimals=2)
+    assert list(by_direction.columns) == ["R@1", "R@5", "group acc", "group chance"]
+    assert by_direction.loc[("global", "t2i"), "group acc"] == 45.0
+    assert by_direction.loc[("fine@rerank4", "i2t"), "R@1"] == 11.0
+    text = summary_table(metrics, chance).splitlines()
+    assert text[1].split() == ["global", "10.0", "12.0", "30.0", "31.0", "40.0", "45.0"]
+    assert text[-1].split() == ["chance", "25.0", "25.0"]
+    record = {"metrics": metrics, "reference": {"name": "base", "metrics": {"global/t2i/R@1": 9.0}}}
+    frame = summary_frame(record)
+    assert list(frame.index) == ["global", "fine@rerank4", "reference: base"]
+    assert frame.loc["reference: base", "t2i/R@1"] == 9.0

@@ -3,6 +3,7 @@
     metrics.py    recall@k from a score matrix, within-group accuracy and its chance level
     gallery.py    encode a gallery once (images, captions), score it in a mode (global / fine / fused), re-rank
     retrieval.py  evaluate_retrieval: the entry point (gallery → scores → metrics → RetrievalResult)
+    tables.py     the one builder of metric tables (result.table, a record's summary, the CLI's text)
     results.py    the one JSON form of an evaluation (``finelip eval --out`` and notebook 03 write it)
     probes.py     effective_length_curve: recall as captions are cut to a length
     zeroshot.py   evaluate_zeroshot: CLIP's zero-shot classification protocol
@@ -20,6 +21,7 @@ _EXPORTS = {
                                       "within_group_scores")},
     **{name: ".retrieval" for name in ("RetrievalResult", "clip_benchmark_metrics", "data_protocol", "evaluate_retrieval",
                                         "gallery_metrics")},
+    **{name: ".tables" for name in ("metrics_table", "metrics_text")},
     **{name: ".results" for name in ("RESULTS_VERSION", "evaluation_results", "write_results")},
     **{name: ".probes" for name in ("effective_length_curve", "plot_effective_length")},
     "evaluate_zeroshot": ".zeroshot",

@@ -18,6 +18,7 @@ from ..model.finelip import FineLIP
 from .gallery import (Gallery, MODES, encode_gallery, model_modes, rerank_scores, score_gallery,
                       within_group_scores)
 from .metrics import group_accuracy, group_chance, retrieval_metrics
+from .tables import metrics_table
 
 
 @dataclass
@@ -67,7 +68,6 @@ def evaluate_retrieval(
         raise ValueError(f"fuse_weight must be in [0, 1], got {fuse_weight}")
     gallery = gallery or encode_gallery(model, data, batch_size=batch_size, device=device, progress=progress)
     metrics: dict[str, float] = {}
-    rows = []
     chance = (group_chance(gallery.text_image, gallery.image_groups, gallery.text_groups)
               if gallery.image_groups is not None else None)
     for mode in modes:
@@ -85,15 +85,7 @@ def evaluate_retrieval(
             values = gallery_metrics(scores, scores, gallery)
             name = mode
         metrics.update({f"{name}/{k}": v for k, v in values.items()})
-        for direction in ("i2t", "t2i"):
-            row = {"mode": name, "direction": direction, **{k.split("/")[-1]: v for k, v in values.items() if k.startswith(direction)}}
-            if f"group/{direction}" in values:
-                row["group acc"] = values[f"group/{direction}"]
-                row["group chance"] = chance[f"group/{direction}"]
-            rows.append(row)
-    import pandas
-
-    table = pandas.DataFrame(rows).set_index(["mode", "direction"]).round(2)
+    table = metrics_table(metrics, by="direction", chance=chance, decimals=2)
     return RetrievalResult(metrics, table, data_protocol(data), chance)
 
 

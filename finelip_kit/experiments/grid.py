@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import check_name
-from .records import RECORD_VERSION, provenance, write_record
+from .records import new_record, write_record
 from .params import BOOKKEEPING, GridParameters, point_name, validate_parameters
 
 RECORD_MIMETYPE = "application/vnd.finelip-kit.record+json"
@@ -324,9 +324,9 @@ def ipc_kernel_manager():
 def failed_record(name: str, parameters: dict[str, Any], error: str, **extra: Any) -> dict[str, Any]:
     """The record of a point that did not finish (its notebook raised, or SLURM ended its task):
     its settings and parameters, so its row sits under them in a table, and the error."""
-    return {"record_version": RECORD_VERSION, "run_name": name, "status": "failed",
-            "preset": parameters.get("preset", GridParameters.preset), "settings": _settings_of(parameters),
-            "parameters": {**GridParameters().measured(), **parameters}, "error": error, **extra, **provenance()}
+    return new_record(name, "failed", preset=parameters.get("preset", GridParameters.preset),
+                      settings=_settings_of(parameters), parameters={**GridParameters().measured(), **parameters},
+                      error=error, **extra)
 
 
 def _settings_of(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -266,7 +266,7 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
     from ..data import CaptionView
     from ..evaluation import data_protocol, evaluate_retrieval
     from ..model.pretrained import load_model
-    from .records import RECORD_VERSION, plain_mode_names, provenance, summary_frame, write_record
+    from .records import new_record, plain_mode_names, summary_frame, write_record
     from ..train import Trainer
 
     train_data, val_data, test_data = data
@@ -316,26 +316,21 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
             "metrics": evaluate_retrieval(base, test_data, modes=("global",), batch_size=evaluation.batch_size).metrics,
             "seconds": time.perf_counter() - tick,
         }
-    record = {
-        "record_version": RECORD_VERSION,
-        "run_name": spec.name,
-        "status": "ok",
-        "preset": spec.preset,
-        "settings": resolved.settings(model.config),
-        "parameters": dict(spec.requested) if spec.requested is not None else normalise(spec.settings),
-        "metrics": metrics,
-        "val_metrics": val_metrics,
-        "reference": reference,
-        "history": [{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
-        "timings": {"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
-        "protocols": {"test": data_protocol(test_data), "val": data_protocol(val_data)},  # what the numbers were measured on
-        "chance": chance,  # {"test": {"group/i2t": 25.0, "group/t2i": 25.0}, ...}: within-group accuracy by chance
-        "test_pairs": len(test_data) if test_data is not None else 0,
-        "val_pairs": len(val_data) if val_data is not None else 0,
-        "run_dir": str(folder),
-        "model_dir": str(model_dir) if model_dir else None,
-        **provenance(),
-    }
+    record = new_record(
+        spec.name, "ok", preset=spec.preset, settings=resolved.settings(model.config),
+        parameters=dict(spec.requested) if spec.requested is not None else normalise(spec.settings),
+        metrics=metrics,
+        val_metrics=val_metrics,
+        reference=reference,
+        history=[{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
+        timings={"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
+        protocols={"test": data_protocol(test_data), "val": data_protocol(val_data)},  # what the numbers were measured on
+        chance=chance,  # {"test": {"group/i2t": 25.0, "group/t2i": 25.0}, ...}: within-group accuracy by chance
+        test_pairs=len(test_data) if test_data is not None else 0,
+        val_pairs=len(val_data) if val_data is not None else 0,
+        run_dir=str(folder),
+        model_dir=str(model_dir) if model_dir else None,
+    )
     write_record(record, spec.results_dir)
     if trackers:
         trackers.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

@@ -26,10 +26,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model.config import SCORE_MODES
 from .paths import check_name
 
 RECORD_VERSION = 2
+STATUSES = ("ok", "failed")
+
+
+def new_record(run_name: str, status: str, *, preset: str | None, settings: dict[str, Any], parameters: dict[str, Any],
+               with_provenance: bool = True, **fields: Any) -> dict[str, Any]:
+    """The one builder of a record: a run that finished (``recipe.run``: ``status="ok"``, its metrics,
+    history, timings, ...) and a grid point that did not (the grid runner, local or under papermill, and
+    SLURM's reconciliation: ``status="failed"`` with its ``error``). Every record carries the same head
+    (version, name, status, preset, settings, parameters) and, with ``with_provenance``, where and from
+    what it was made (``provenance``); it is checked field by field (``check_record``) before it is
+    returned, so a record that readers would refuse is never written."""
+    if status not in STATUSES:
+        raise ValueError(f"a record's status must be one of {STATUSES}, got {status!r}")
+    if status == "failed" and not isinstance(fields.get("error"), str):
+        raise ValueError(f"the failed record {run_name!r} needs its error as text, got {fields.get('error')!r}")
+    record = {"record_version": RECORD_VERSION, "run_name": run_name, "status": status, "preset": preset,
+              "settings": settings, "parameters": parameters, **fields}
+    if with_provenance:
+        record.update(provenance())
+    problem = check_record(record)
+    if problem:
+        raise BadRecord(f"record {run_name!r}: {problem}")
+    return record
 
 
 def write_record(record: dict[str, Any], results_dir: str | Path) -> Path:
@@ -159,10 +181,10 @@ def _from_calibration(data: dict[str, Any], name: str) -> dict[str, Any]:
     settings = {**normalise(data["overrides"]), "train.seed": data["seed"]}
     if data.get("rerank_k"):
         settings["eval.rerank_k"] = data["rerank_k"]
-    return {"record_version": RECORD_VERSION, "run_name": name, "status": "ok", "preset": "synthetic-tiny",
-            "settings": settings, "parameters": {"axis": data["axis"], "setting": data["setting"]},
-            "metrics": metrics, "val_metrics": val, "reference": None, "history": data.get("history", []),
-            "timings": {"train_s": data.get("seconds"), "total_s": data.get("seconds")}}
+    return new_record(name, "ok", preset="synthetic-tiny", settings=settings,
+                      parameters={"axis": data["axis"], "setting": data["setting"]}, with_provenance=False,
+                      metrics=metrics, val_metrics=val, reference=None, history=data.get("history", []),
+                      timings={"train_s": data.get("seconds"), "total_s": data.get("seconds")})
 
 
 def plain_mode_names(metrics: dict[str, float]) -> dict[str, float]:
@@ -205,14 +227,8 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def summary_frame(record: dict[str, Any]):
-    """Rows: scoring modes (and the reference); columns: R@1/5/10 both ways, within-group accuracy."""
-    import pandas as pd
+    """Rows: scoring modes (and the reference); columns: R@1/5/10 both ways, within-group accuracy
+    (``evaluation.tables.metrics_table``, the one builder of metric tables)."""
+    from ..evaluation.tables import metrics_table
 
-    columns = ["t2i/R@1", "i2t/R@1", "t2i/R@5", "i2t/R@5", "t2i/R@10", "i2t/R@10", "group/t2i", "group/i2t"]
-    rows = {}
-    modes = [m for m in dict.fromkeys(key.split("/")[0] for key in record["metrics"]) if m in SCORE_MODES]
-    for mode in modes:
-        rows[mode] = [record["metrics"].get(f"{mode}/{c}") for c in columns]
-    if record.get("reference"):
-        rows["reference: " + record["reference"]["name"]] = [record["reference"]["metrics"].get(f"global/{c}") for c in columns]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).round(1)
+    return metrics_table(record["metrics"], reference=record.get("reference"))
