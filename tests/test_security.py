@@ -1,6 +1,7 @@
 """Security: no code runs from a weights file, nothing a user names writes or deletes outside
 its results folder. Every payload here would create a marker file if anything executed it."""
 
+import json
 import pathlib
 import pickle
 import shutil
@@ -360,3 +361,29 @@ def test_a_code_file_built_to_exhaust_the_parser_is_read_as_text_only(tmp_path):
     code = "class Root(Module):\n  __parameters__ = [" + "-" * 100_000 + "1]\n"  # ast.literal_eval: MemoryError
     path = crafted_archive(tmp_path / "minus.pt", tensor_pickle((2,), (1,), 2), {"0": bytes(8)}, code=code)
     assert list(read_torchscript_state_dict(path)) == ["w"]  # unreadable listing: every tensor attribute kept
+
+
+def test_planted_links_at_the_old_fixed_temporary_names_redirect_no_checkpoint_or_log_write(tmp_path):
+    import os
+
+    from finelip_kit.data import SyntheticConfig, SyntheticScenes
+    from finelip_kit.train import Trainer, TrainConfig, latest_checkpoint
+    from finelip_kit.train.checkpoint import trim_log
+
+    victim_dir, victim_file = tmp_path / "victim_dir", tmp_path / "victim.txt"
+    victim_dir.mkdir()
+    victim_file.write_text("precious")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for step in range(3):  # the names the trainer used to open: .tmp_step_<step>_<pid>
+        (checkpoints / f".tmp_step_{step:07d}_{os.getpid()}").symlink_to(victim_dir)
+    model = create_model("tiny", **{"vision.image_size": 32, "atrm_k": 4, "loss": "global"})
+    data = SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=32)
+    Trainer(model, data, TrainConfig(out_dir=str(tmp_path / "run"), steps=2, batch_size=8, progress=False,
+                                     warmup_steps=0)).fit()
+    assert list(victim_dir.iterdir()) == [] and latest_checkpoint(tmp_path / "run").name == "step_0000002"
+    log = tmp_path / "run" / "metrics.jsonl"
+    (log.parent / f".{log.name}.{os.getpid()}.tmp").symlink_to(victim_file)  # trim_log's old fixed name
+    trim_log(log, 1)
+    assert victim_file.read_text() == "precious"
+    assert all(json.loads(line)["step"] <= 1 for line in log.read_text().splitlines())

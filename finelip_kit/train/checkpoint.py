@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,14 @@ def trim_log(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text().splitlines(keepends=True)
             if line.strip() and _logged_step(line) <= step]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # exclusively
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write("".join(kept))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _logged_step(line: str) -> float:

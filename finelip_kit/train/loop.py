@@ -16,6 +16,7 @@ import os
 import pickle
 import random
 import shutil
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -484,8 +485,10 @@ class Trainer:
 
         root = self.out_dir / CHECKPOINTS
         final = root / f"step_{self.step:07d}"
-        temporary = root / f".tmp_step_{self.step:07d}_{os.getpid()}"
+        root.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(root)
+        # created exclusively (a planted link cannot redirect it); the pid last, for remove_stale_temporaries
+        temporary = Path(tempfile.mkdtemp(prefix=f".tmp_step_{self.step:07d}_", suffix=f"_{os.getpid()}", dir=root))
         try:
             save_pretrained(self.model, temporary, tokenizer=False)
             torch.save(self._state(), temporary / STATE_FILE)
