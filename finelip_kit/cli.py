@@ -81,7 +81,7 @@ def train(args: argparse.Namespace) -> int:
     spec = RunSpec(settings=settings, preset=args.preset, name=out.name, results_dir=str(out.parent),
                    progress=bool(settings.get("train.progress", True)))
     if args.executor == "slurm":
-        from .experiments.cluster import submit_run
+        from .experiments.cluster import submit_run, wait_for_run
         from .experiments.recipe import resolve
 
         resolve(spec)  # a bad setting fails here, not in the queue
@@ -89,7 +89,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"submitted job {job.job_id}: {out} (logs {job.paths.stdout.parent})")
         if not args.wait:
             return 0
-        result = next(r for r in job.results() if r)  # rank 0's summary; the other tasks return None
+        result = wait_for_run(job)
         print(f"job {job.job_id} ended: {result['run_name']} {result['status']}; record {out.parent / (out.name + '.json')}")
         return 0
     record = run(spec).record

@@ -72,7 +72,8 @@ def test_every_import_inside_the_kit_names_a_module_that_exists():
 # prefix here. The model's parts (configs, towers, tokenizer) sit below weights/, which reads and
 # writes them; FineLIP and the resolver sit above weights/, which never imports them.
 LAYERS = [
-    ("base", ("finelip_kit", "finelip_kit._version", "finelip_kit._lazy", "finelip_kit.limits", "finelip_kit.schema")),
+    ("base", ("finelip_kit", "finelip_kit._version", "finelip_kit._lazy", "finelip_kit.limits", "finelip_kit.schema",
+              "finelip_kit.files")),
     ("math", ("finelip_kit.math",)),
     ("model parts", ("finelip_kit.model.config", "finelip_kit.model.towers", "finelip_kit.model.tokenizer")),
     ("weights", ("finelip_kit.weights",)),

@@ -387,3 +387,42 @@ def test_planted_links_at_the_old_fixed_temporary_names_redirect_no_checkpoint_o
     trim_log(log, 1)
     assert victim_file.read_text() == "precious"
     assert all(json.loads(line)["step"] <= 1 for line in log.read_text().splitlines())
+
+
+def test_what_the_kit_writes_is_whole_or_absent_and_as_readable_as_a_plain_open_would_make_it(tmp_path):
+    import os
+
+    from finelip_kit.data import SyntheticConfig, SyntheticScenes
+    from finelip_kit.data.shards import write_shards
+    from finelip_kit.experiments.records import write_record
+    from finelip_kit.files import atomic_file, exclusive_folder
+    from finelip_kit.train.checkpoint import trim_log
+
+    previous = os.umask(0o027)
+    try:
+        with atomic_file(tmp_path / "a.txt") as file:
+            file.write("first")
+        with pytest.raises(RuntimeError, match="mid-write"):
+            with atomic_file(tmp_path / "a.txt") as file:
+                file.write("half")
+                raise RuntimeError("mid-write")
+        assert (tmp_path / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600: the umask's
+        assert exclusive_folder(tmp_path, ".tmp_").stat().st_mode & 0o777 == 0o750
+        os.umask(0o022)
+        record = write_record({"run_name": "r", "status": "ok"}, tmp_path / "results")
+        log = tmp_path / "metrics.jsonl"
+        log.write_text('{"step": 1}\n{"step": 2}\n')
+        os.chmod(log, 0o600)
+        trim_log(log, 1)
+        report = write_shards(SyntheticScenes(SyntheticConfig(image_size=32), split="train", size=4), tmp_path / "shards",
+                              shard_size=2)
+        assert log.read_text() == '{"step": 1}\n' and log.stat().st_mode & 0o777 == 0o600  # a replaced file keeps its mode
+        written = [record, *sorted(pathlib.Path(report.out).iterdir())]
+        assert len(written) == 4 and all(p.stat().st_mode & 0o777 == 0o644 for p in written), \
+            {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+        with pytest.raises(ValueError, match="mode must be 'w' or 'wb', got 'a'"):
+            with atomic_file(tmp_path / "b.txt", "a"):
+                pass
+    finally:
+        os.umask(previous)

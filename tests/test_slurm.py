@@ -116,6 +116,39 @@ def test_a_killed_tasks_reason_is_read_from_its_log(tmp_path, monkeypatch):
     assert finished_state("12_3", str(tmp_path / "missing.err"))[0] == "UNKNOWN"
 
 
+class FakeJob:
+    """A submitted job as ``wait_for_run`` sees it: done when its result is there."""
+
+    def __init__(self, log: Path, done_after: int | None, results=(None, {"run_name": "r", "status": "ok"})):
+        self.job_id, self.paths, self.checks, self.done_after, self._results = "7", type("P", (), {"stderr": log}), 0, done_after, results
+
+    def done(self) -> bool:
+        self.checks += 1
+        return self.done_after is not None and self.checks > self.done_after
+
+    def results(self):
+        return list(self._results)
+
+
+def test_following_a_run_goes_through_a_requeue_and_fails_clearly_when_the_job_left_without_a_result(tmp_path, monkeypatch):
+    from finelip_kit.cluster import wait_for_run
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol: SLURM's verdict comes from the log
+    log = tmp_path / "7_0_log.err"
+    # queued, running, requeued (pending again), then its result: rank 0's summary comes back
+    states = iter([{"7": "PENDING"}, {"7": "RUNNING"}, {"7": "PENDING"}, {"7": "RUNNING"}])
+    job = FakeJob(log, done_after=4)
+    assert wait_for_run(job, poll_s=0, gone_s=60, queue=lambda ids: next(states)) == {"run_name": "r", "status": "ok"}
+    # killed before the run could start (the CI flake: a requeued job restarted too soon, "credential
+    # revoked"), no result and no sacct: an error naming SLURM's verdict and the log, not a wait for ever
+    log.write_text("slurmstepd: error: *** JOB 7 ON vm CANCELLED AT 2026-12-04T10:00:00 DUE TO TIME LIMIT ***\n")
+    job = FakeJob(log, done_after=None)
+    with pytest.raises(RuntimeError, match=r"SLURM job 7 left the queue without the run's result \(TIMEOUT: .*DUE TO "
+                                           r"TIME LIMIT.*see its log .*7_0_log.err\. Resubmit it"):
+        wait_for_run(job, poll_s=0.01, gone_s=0.05, queue=lambda ids: {})
+    assert job.checks >= 2  # it looked again before giving up
+
+
 def test_following_a_grid_without_squeue_says_where_to_run_it(tmp_path, monkeypatch):
     from finelip_kit.cluster import queue_states
 
@@ -310,9 +343,11 @@ def test_a_preempted_job_saves_requeues_itself_and_resumes_bitwise_by_sbatch_and
         signal = subprocess.run(["scancel", *(["--batch"] if batch else []), f"--signal={signal_name}", job], env=env,
                                 capture_output=True, text=True)
         assert signal.returncode == 0, signal.stderr
-        # the job saved, requeued itself (SLURM holds a requeued job about 2 minutes: the test releases it)
+        # the job saved, requeued itself (SLURM holds a requeued job about 2 minutes: the test releases it).
+        # Not at once: slurmd refuses a credential created in the second its job's old one was revoked
+        # ("Killing non-startable batch job: Job credential revoked": the job FAILED, the CI flake)
         wait_until(lambda: job_state(env, job) == ("PENDING", 1), "the job requeued")
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, capture_output=True)
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+5"], env=env, check=True, capture_output=True)
 
     # 1. a batch script: `exec finelip train ... train.requeue=true`; SIGUSR1 as --signal=B:USR1@90 would send it
     out = tmp_path / "sbatch"

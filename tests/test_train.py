@@ -405,3 +405,87 @@ def test_a_failed_checkpoint_write_names_the_intact_previous_one_and_removes_its
                                                    rf"'{good}' is intact"):
         trainer.save_checkpoint()
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [good.name]
+
+
+# ----------------------------------------------------------------------------- one epoch plan, one checkpoint interface
+def test_both_samplers_follow_one_epoch_plan_with_one_seed_formula(tmp_path):
+    from finelip_kit.data import load_pairs
+    from finelip_kit.data.epochs import EpochPlan, epoch_seed, sample_seed
+    from finelip_kit.data.shards import ShardEpoch, write_shards
+    from finelip_kit.train import SeededPairs
+
+    assert epoch_seed(3, 2) == 300_011 and sample_seed(3, 2, 7) == 1697298855448914201  # the formulas before the merge
+    write_shards(scenes(50), tmp_path / "shards", shard_size=7)
+    samplers = (EpochSampler(50, batch_size=4, seed=3, rank=1, world_size=2),
+                ShardEpoch(load_pairs(f"wds:{tmp_path / 'shards'}"), 4, seed=3, rank=1, world_size=2))
+    for sampler in samplers:
+        assert isinstance(sampler, EpochPlan)
+        assert (sampler.batches_per_epoch, sampler.dropped_per_epoch) == (6, 2)
+        sampler.set_epoch(2, start_batch=1)
+        assert (sampler.epoch, sampler.start_batch) == (2, 1)
+        assert torch.equal(torch.randperm(50, generator=sampler.generator()),
+                           torch.randperm(50, generator=torch.Generator().manual_seed(300_011)))
+    # the map-style order: epoch 2's permutation, rank 1's half of each global batch from batch 1 on
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(epoch_seed(3, 2))).tolist()
+    assert list(samplers[0]) == [i for b in range(1, 6) for i in order[b * 8 + 4: b * 8 + 8]]
+    # one augmentation seed: SeededPairs' item seed is sample_seed(seed, epoch, index)
+    pairs = SeededPairs(scenes(8), transform=lambda image: torch.rand(2), seed=3)
+    pairs.transform.train = True
+    pairs.epoch = 2
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed(3, 2, 5))
+        expected = torch.rand(2)
+    assert torch.equal(pairs[5]["image"], expected)
+    for make in (lambda: EpochSampler(5, batch_size=4, world_size=2), lambda: ShardEpoch(load_pairs(
+            f"wds:{tmp_path / 'shards'}"), 32, world_size=2)):
+        with pytest.raises(ValueError, match=r"fewer than one global batch \((4|32) x 2 ranks\); lower batch_size or add data"):
+            make()
+
+
+def test_the_checkpoint_interface_round_trips_weights_state_and_every_generator(tmp_path):
+    import random
+
+    import numpy as np
+
+    from finelip_kit.train.checkpoint import find_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
+
+    model = tiny()
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    saved = rng_state()
+    state = {"step": 4, "note": "plain values", "train_config": json.dumps(config(tmp_path).to_dict()), **saved}
+    paths = [write_checkpoint(tmp_path / "run", step, model, state, keep_last=2) for step in (2, 4, 6)]
+    assert [p.name for p in sorted((tmp_path / "run" / "checkpoints").iterdir())] == ["step_0000004", "step_0000006"]
+    assert find_checkpoint(tmp_path / "run", "latest") == paths[-1] and find_checkpoint(tmp_path / "run", paths[1]) == paths[1]
+    with pytest.raises(FileNotFoundError, match="is not a complete training checkpoint"):
+        find_checkpoint(tmp_path / "run", tmp_path / "run" / "checkpoints" / "step_0000002")
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)  # move every generator elsewhere
+    fresh = create_model("tiny", **SMALL)  # other weights (the generators were moved)
+    restored = read_checkpoint(paths[-1], config(tmp_path), fresh)
+    assert restored["step"] == 4 and restored["note"] == "plain values"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    restore_rng(restored)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
+    with pytest.raises(ValueError, match="the training settings differ from the checkpoint's"):
+        read_checkpoint(paths[-1], config(tmp_path, batch_size=4), fresh)
+
+
+def test_trackers_end_in_one_place_a_bare_trainer_closes_its_own_and_leaves_the_callers_open(tmp_path, monkeypatch):
+    from finelip_kit.train.trackers import Trackers
+
+    closed = []
+    monkeypatch.setattr(Trackers, "close", lambda self, failed=False: closed.append((self.out_dir.name, failed)))
+    with pytest.raises(RuntimeError, match="boom"):
+        with Trackers((), tmp_path / "block"):
+            raise RuntimeError("boom")
+    assert closed == [("block", True)]
+    Trainer(tiny(), scenes(16), config(tmp_path)).fit()  # its own (config.tracker's, here none): closed at the end
+    assert closed[-1] == ("run", False)
+    mine = Trackers((), tmp_path / "mine")
+    Trainer(tiny(), scenes(16), config(tmp_path / "b"), trackers=mine).fit()  # the caller's: left open
+    assert closed[-1] == ("run", False) and len(closed) == 2
+    failing = Trainer(tiny(), scenes(16), config(tmp_path / "c", max_nonfinite=1))
+    monkeypatch.setattr(failing, "_train_step", lambda micro: (_ for _ in ()).throw(FloatingPointError("nan")))
+    with pytest.raises(FloatingPointError):
+        failing.fit()
+    assert closed[-1] == ("run", True)  # a failed fit ends its tracker runs as failed

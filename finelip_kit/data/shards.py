@@ -29,7 +29,6 @@ import os
 import random
 import re
 import tarfile
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..files import atomic_file
+from .epochs import EpochPlan, sample_seed
 from .pairs import ImageKeys, LoadReport, Pairs, RawRecord, open_image, validate_records
 
 MANIFEST = "shards.json"
@@ -81,8 +82,8 @@ def write_shards(pairs, out: str | Path, shard_size: int = 10_000, overwrite: bo
     records) as ``000000.tar, 000001.tar, ...`` of ``shard_size`` samples into ``out``, with the
     ``shards.json`` manifest.
 
-    Each shard is written to a temporary file created exclusively in ``out`` (``mkstemp``: a planted
-    name or symlink is never followed) and renamed: a kill leaves whole shards only. One writer at a
+    Each shard is written to a temporary file created exclusively in ``out`` (``files.atomic_file``: a
+    planted name or symlink is never followed) and renamed: a kill leaves whole shards only. One writer at a
     time holds ``out`` (a lock on the folder; a second writer is refused, naming the first).
     ``overwrite`` replaces earlier shards the kit wrote (those its ``shards.json`` names, sizes
     unchanged); shard-named files it did not write are never removed. An output folder that holds
@@ -117,7 +118,7 @@ def _write(pairs, out: Path, shard_size: int) -> ShardReport:
     for first in range(0, len(pairs), shard_size):
         name = f"{len(shards):06d}.tar"
         count = 0
-        with _exclusive_temporary(out, f".{name}.") as file:
+        with atomic_file(out / name, "wb") as file:  # created exclusively: a planted link redirects nothing
             with tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for index in range(first, min(first + shard_size, len(pairs))):
                     image, extension, caption, fields, reencoded = _sample(pairs, index)
@@ -127,43 +128,16 @@ def _write(pairs, out: Path, shard_size: int) -> ShardReport:
                     _add(tar, f"{key}.json", json.dumps(fields, ensure_ascii=False).encode("utf-8"))
                     report.reencoded += reencoded
                     count += 1
-            file.commit(out / name)
         size = (out / name).stat().st_size
         shards.append({"name": name, "count": count, "bytes": size})
         report.bytes += size
     report.pairs, report.shards = sum(s["count"] for s in shards), len(shards)
     manifest = {"format": FORMAT, "source": getattr(pairs, "name", type(pairs).__name__),
                 "protocol": getattr(pairs, "protocol", None), "count": report.pairs, "shards": shards}
-    with _exclusive_temporary(out, f".{MANIFEST}.") as file:
-        file.write(json.dumps(manifest, indent=1).encode("utf-8"))
-        file.commit(out / MANIFEST)
+    with atomic_file(out / MANIFEST, "w") as file:
+        file.write(json.dumps(manifest, indent=1))
     report.seconds = time.perf_counter() - started
     return report
-
-
-class _Temporary(io.FileIO):
-    """A file created exclusively beside its destination; ``commit`` renames it there."""
-
-    committed = False
-
-    def commit(self, destination: Path) -> None:
-        self.flush()
-        os.fsync(self.fileno())
-        os.replace(self.name, destination)
-        self.committed = True
-
-
-@contextmanager
-def _exclusive_temporary(folder: Path, prefix: str):
-    handle, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")  # O_EXCL: never an existing file
-    file = _Temporary(handle, "wb", closefd=True)
-    file.name = name  # FileIO keeps the descriptor as its name
-    try:
-        yield file
-    finally:
-        file.close()
-        if not file.committed:
-            Path(name).unlink(missing_ok=True)
 
 
 def _earlier_shards(out: Path) -> list[Path]:
@@ -636,9 +610,10 @@ def window_order(size: int, buffer: int, seed: int) -> list[int]:
     return order + held
 
 
-class ShardEpoch(IterableDataset):
+class ShardEpoch(EpochPlan, IterableDataset):
     """One epoch of one rank's batches from ``ShardPairs``, from batch ``start_batch`` on, split
     round-robin over the DataLoader's workers (load with ``batch_size=None``: items are batches).
+    The epoch plan and its seeds are the map-style sampler's (``data/epochs.py``).
 
     ``transform`` is applied per record; a random one is seeded by ``(seed, epoch, position)`` as
     ``SeededPairs`` seeds the map-style data (exact resume)."""
@@ -646,31 +621,19 @@ class ShardEpoch(IterableDataset):
     def __init__(self, shards: ShardPairs, batch_size: int, epoch: int = 0, seed: int = 0, rank: int = 0,
                  world_size: int = 1, start_batch: int = 0, shuffle_buffer: int = 1000,
                  transform: Callable | None = None):
-        self.shards, self.batch_size, self.epoch, self.seed = shards, batch_size, epoch, seed
-        self.rank, self.world_size, self.start_batch, self.shuffle_buffer = rank, world_size, start_batch, shuffle_buffer
-        self.transform = transform
-        self.batches_per_epoch = len(shards) // (batch_size * world_size)
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"{len(shards)} training pairs in the shards are fewer than one global batch "
-                             f"({batch_size} x {world_size} ranks); lower batch_size or add data")
-
-    @property
-    def dropped_per_epoch(self) -> int:
-        """Samples past the last whole global batch: left out of each epoch (a different tail each epoch)."""
-        return len(self.shards) - self.batches_per_epoch * self.batch_size * self.world_size
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+        super().__init__(len(shards), batch_size, seed, rank, world_size, what="training pairs in the shards")
+        self.set_epoch(epoch, start_batch)
+        self.shards, self.shuffle_buffer, self.transform = shards, shuffle_buffer, transform
 
     def positions(self) -> list[int]:
         """This rank's sample positions for the epoch, in batch order (``batches_per_epoch · batch_size``)."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = self.generator()
         order = torch.randperm(len(self.shards.counts), generator=generator).tolist()
         per_rank = self.batches_per_epoch * self.batch_size
         starts, counts = self.shards.starts, np.asarray(self.shards.counts)
         stream = np.concatenate([np.arange(starts[s], starts[s] + counts[s]) for s in order])  # the shuffled shards
         mine = stream[self.rank * per_rank: (self.rank + 1) * per_rank]  # this rank's contiguous range
-        window = window_order(per_rank, self.shuffle_buffer, hash((self.seed, self.epoch, self.rank)) % 2**62)
+        window = window_order(per_rank, self.shuffle_buffer, sample_seed(self.seed, self.epoch, self.rank))
         return mine[window].tolist()
 
     def index_shards(self) -> set[int]:
@@ -698,7 +661,7 @@ class ShardEpoch(IterableDataset):
             return record
         if getattr(self.transform, "train", False):
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, self.epoch, position)) % 2**62)
+                torch.manual_seed(sample_seed(self.seed, self.epoch, position))
                 record["image"] = self.transform(record["image"])
         else:
             record["image"] = self.transform(record["image"])

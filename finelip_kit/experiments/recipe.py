@@ -232,20 +232,15 @@ def run(spec: RunSpec, on_log: Callable[[dict[str, Any]], None] | None = None) -
     config = resolved.train
     torch.manual_seed(config.seed)  # the fresh modules' initialisation is part of the run
     model = load_model(resolved.model_source, **resolved.model_overrides)
-    trackers = run_trackers(spec, config.tracker if rank == 0 else (), folder, resume=config.resume is not None)
-    trackers.config(resolved.settings(model.config))
     try:
-        record, history = _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank)
+        with run_trackers(spec, config.tracker if rank == 0 else (), folder, resume=config.resume is not None) as trackers:
+            trackers.config(resolved.settings(model.config))  # closed (failed on any error) before a requeue
+            record, history = _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank)
     except Preempted as stopped:  # the checkpoint is saved; under SLURM with train.requeue the job goes back
-        trackers.close(failed=True)
         if config.requeue and rank == 0 and slurm_job():
             requeue_job(slurm_job())
             stopped.requeued = slurm_job()
         raise
-    except BaseException:
-        trackers.close(failed=True)
-        raise
-    trackers.close()
     return RunResult(record=record, model=model, history=history)
 
 

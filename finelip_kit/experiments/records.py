@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_file
 from .paths import check_name
 
 RECORD_VERSION = 2
@@ -59,20 +60,12 @@ def write_record(record: dict[str, Any], results_dir: str | Path) -> Path:
 
     Non-finite numbers have no JSON form: in a ``history`` they become ``null`` (a skipped
     step's loss); anywhere else they are an error, since a record never reports one as a result."""
-    import tempfile
-
     path = Path(results_dir) / f"{check_name(record['run_name'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**record, "history": _finite_or_none(record["history"])} if "history" in record else record
     text = json.dumps(record, indent=2, default=str, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", prefix=f".{path.stem}.") as file:
+        file.write(text)
     return path
 
 

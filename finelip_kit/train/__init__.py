@@ -6,8 +6,9 @@
     trainer.fit()
 
     config.py      TrainConfig (every option, validated), lr_factor
-    sampling.py    EpochSampler, SeededPairs (deterministic, resumable, rank-split batches)
-    checkpoint.py  latest_checkpoint, check_resume_config, trim_log, remove_stale_temporaries
+    sampling.py    EpochSampler (the map-style data/epochs.EpochPlan), SeededPairs (deterministic, resumable, rank-split)
+    checkpoint.py  write_checkpoint, read_checkpoint, find_checkpoint, rng_state / restore_rng, check_resume_config, ...
+    trackers.py    Trackers (with Trackers(...) as t: the one place a tracker run ends)
     loop.py        Trainer (batch → forward → loss → backward → step → log → checkpoint), parameter_groups
 
 A whole run (a preset, model + data + training + evaluation → a record) is ``finelip_kit.recipe.run``.

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
-import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,15 +34,13 @@ from ..model.tokenizer import get_tokenizer
 from ..model.towers import Features
 from .checkpoint import (
     CHECKPOINTS,
-    CheckpointWriteError,
-    STATE_FILE,
-    _fsync,
-    _python_state_from_tensors,
-    _python_state_to_tensors,
-    check_resume_config,
-    latest_checkpoint,
+    find_checkpoint,
+    read_checkpoint,
     remove_stale_temporaries,
+    restore_rng,
+    rng_state,
     trim_log,
+    write_checkpoint,
 )
 from .config import TrainConfig, lr_factor, official_lr_factor
 from .execution import adamw, matmul_precision, pin_memory, tf32_setting, with_kernel
@@ -86,8 +81,8 @@ class Trainer:
                  trackers: Trackers | None = None, eval_modes: tuple[str, ...] | None = None):
         """``eval_data``: evaluated every ``config.eval_every`` steps and, with ``final_eval``, at the end,
         in ``eval_modes`` (None: every mode the model has; a run's ``eval.modes``).
-        ``trackers``: open experiment trackers to log to (the recipe's); None: the trainer opens
-        ``config.tracker``'s itself on rank 0 and closes them when ``fit`` ends."""
+        ``trackers``: open experiment trackers to log to (the recipe's, which it closes); None: ``fit``
+        opens ``config.tracker``'s itself on rank 0 and closes them when it ends."""
         self.config = config
         self.final_eval = final_eval
         self.on_log = on_log  # called with every logged record on the main process (live plots)
@@ -141,27 +136,26 @@ class Trainer:
         self.started = time.monotonic()
         self.elapsed_before = 0.0
         self.history: list[dict[str, Any]] = []
-        self.owns_trackers = trackers is None  # then fit opens config.tracker's (rank 0) and closes them
-        if self.owns_trackers:
+        if trackers is None:
             check_installed(config.tracker)  # a missing package fails now, not after the first steps
-        self.trackers = trackers or Trackers((), self.out_dir)  # none open until fit
+        self.given_trackers = trackers
+        self.trackers = Trackers((), self.out_dir)  # none open until fit
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
         """Train to the configured budget; returns the logged records (also in ``metrics.jsonl``)."""
-        if self.owns_trackers and self.is_main and self.config.tracker:
-            self.trackers = Trackers(self.config.tracker, self.out_dir, resume=self.config.resume is not None)
-            self.trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
-        try:
-            with matmul_precision(tf32_setting(self.config.tf32, self.device)), PreemptionFlag() as self.preemption:
-                history = self._fit()
-        except BaseException:
-            if self.owns_trackers:
-                self.trackers.close(failed=True)
-            raise
-        if self.owns_trackers:
-            self.trackers.close()
-        return history
+        with (self._open_trackers() as self.trackers, matmul_precision(tf32_setting(self.config.tf32, self.device)),
+              PreemptionFlag() as self.preemption):
+            return self._fit()
+
+    def _open_trackers(self):
+        """The trackers ``fit`` logs to: the caller's (the recipe opens and closes them), or
+        ``config.tracker``'s on rank 0, which ``fit`` closes (``Trackers.__exit__``)."""
+        if self.given_trackers is not None:
+            return nullcontext(self.given_trackers)
+        trackers = Trackers(self.config.tracker if self.is_main else (), self.out_dir, resume=self.config.resume is not None)
+        trackers.config({"train": self.config.to_dict(), "model": self.model.config.to_dict()})
+        return trackers
 
     def _fit(self) -> list[dict[str, Any]]:
         cfg = self.config
@@ -230,7 +224,7 @@ class Trainer:
             self.dataset.epoch = self.epoch  # the augmentation's seed (SeededPairs; ShardEpoch is its own sampler)
             # The loader draws its workers' base seed from its own generator, not the global one:
             # a resume then leaves the global RNG exactly where the uninterrupted run has it.
-            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
+            generator = self.sampler.generator()  # data/epochs.epoch_seed
             if self.streamed:  # the dataset yields this rank's batches, round-robin over the workers
                 if cfg.num_workers:
                     self.dataset.index_shards()  # once here, not in every worker every epoch
@@ -470,55 +464,18 @@ class Trainer:
         self.model.train()
         return metrics
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (train/checkpoint.py)
     def save_checkpoint(self) -> Path | None:
-        """Atomically write ``checkpoints/step_XXXXXXX``: weights (safetensors) + trainer state.
-
-        Everything is written to a temporary folder, fsynced, then renamed: a kill at any
-        moment leaves the previous checkpoints complete and loadable.
-        """
-        if not self.is_main:
-            if self.world_size > 1:
-                dist.barrier()
-            return None
-        from ..weights.load import save_pretrained
-
-        root = self.out_dir / CHECKPOINTS
-        final = root / f"step_{self.step:07d}"
-        root.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(root)
-        # created exclusively (a planted link cannot redirect it); the pid last, for remove_stale_temporaries
-        temporary = Path(tempfile.mkdtemp(prefix=f".tmp_step_{self.step:07d}_", suffix=f"_{os.getpid()}", dir=root))
-        try:
-            save_pretrained(self.model, temporary, tokenizer=False)
-            torch.save(self._state(), temporary / STATE_FILE)
-            for path in temporary.iterdir():
-                _fsync(path)
-            _fsync(temporary)
-        except Exception as error:  # a full disk, a file-size limit (ulimit -f), a quota: this checkpoint only
-            shutil.rmtree(temporary, ignore_errors=True)
-            if not isinstance(error, (OSError, RuntimeError)) and type(error).__name__ != "SafetensorError":
-                raise
-            previous = latest_checkpoint(self.out_dir)
-            raise CheckpointWriteError(
-                f"could not write the checkpoint of step {self.step} under {str(root)!r} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no detail'}); "
-                + (f"the previous checkpoint {str(previous)!r} is intact: " if previous else "no earlier checkpoint: ")
-                + "free disk space or raise the file-size limit (ulimit -f), then resume with train.resume=latest"
-            ) from error
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        _fsync(root)
-        # Only complete checkpoints of the kit rotate out; any other step_* folder is left alone.
-        for old in sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())[: -self.config.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+        """Write ``checkpoints/step_XXXXXXX`` (rank 0; every rank waits for it): the weights and the
+        trainer's state, atomically (``write_checkpoint``)."""
+        final = None
+        if self.is_main:
+            final = write_checkpoint(self.out_dir, self.step, self.model, self._state(), self.config.keep_last)
         if self.world_size > 1:
             dist.barrier()
         return final
 
     def _state(self) -> dict[str, Any]:
-        numpy_state = np.random.get_state()
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -528,46 +485,26 @@ class Trainer:
             "nonfinite_run": self.nonfinite_run,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng_python": _python_state_to_tensors(random.getstate()),
-            "rng_numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **rng_state(),
             "train_config": json.dumps(self.config.to_dict()),
         }
 
-    def load_checkpoint(self, where: str | Path) -> Path:
-        """Restore weights, optimiser, schedule, position in the data and RNG states."""
-        from ..weights.files import WEIGHTS_FILE, read_state_dict
-        from ..weights.load import check_weights
-
-        path = latest_checkpoint(self.out_dir) if str(where) == "latest" else Path(where)
+    def load_checkpoint(self, where: str | Path) -> Path | None:
+        """Restore weights, optimiser, schedule, position in the data and RNG states from checkpoint
+        ``where`` (``"latest"``: the newest under ``out_dir``; none there: start from scratch)."""
+        path = find_checkpoint(self.out_dir, where)
         if path is None:
             if self.is_main:
                 print(f"resume='latest': no checkpoint under {self.out_dir / CHECKPOINTS}; starting from scratch")
             return None
-        if not (path / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{str(path)!r} is not a complete training checkpoint (no {STATE_FILE})")
-        try:
-            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ValueError(f"refused to load {str(path / STATE_FILE)!r}: it holds Python objects other than tensors "
-                             f"and plain values, which could run code when unpickled") from error
-        check_resume_config(json.loads(state["train_config"]), self.config, str(path))
-        weights = read_state_dict(path / WEIGHTS_FILE)
-        check_weights(self.model.state_dict(), weights, str(path / WEIGHTS_FILE))
-        self.model.load_state_dict(weights)
+        state = read_checkpoint(path, self.config, self.model)
         self.optimizer.load_state_dict(with_kernel(state["optimizer"], self.optimizer))
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.elapsed_before, self.started = state["elapsed"], time.monotonic()
         self.nonfinite_total, self.nonfinite_run = state["nonfinite_total"], state["nonfinite_run"]
-        random.setstate(_python_state_from_tensors(state["rng_python"]))
-        name, keys, *rest = state["rng_numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-        torch.set_rng_state(state["rng_torch"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        restore_rng(state)
         if self.is_main:
             trim_log(self.out_dir / "metrics.jsonl", self.step)
             remove_stale_temporaries(self.out_dir / CHECKPOINTS)

@@ -8,12 +8,14 @@ import torch
 from torch.utils.data import Sampler
 
 from ..data.collate import PairDataset
+from ..data.epochs import EpochPlan, sample_seed
 
 
-class EpochSampler(Sampler[int]):
-    """Deterministic shuffling per ``(seed, epoch)``; each global batch of ``batch_size · world``
-    indices is split into one contiguous chunk per rank, so N ranks see exactly the global
-    batch a single process would. ``start_batch`` resumes mid-epoch without reading skipped data.
+class EpochSampler(EpochPlan, Sampler[int]):
+    """Deterministic shuffling per ``(seed, epoch)`` (``data/epochs.py``); each global batch of
+    ``batch_size · world`` indices is split into one contiguous chunk per rank, so N ranks see
+    exactly the global batch a single process would. ``start_batch`` resumes mid-epoch without
+    reading skipped data.
 
     ``groups`` (one id per index): shuffle whole groups instead of single indices, so a batch
     holds complete hard-negative groups (a group straddles two batches only where the batch
@@ -21,8 +23,6 @@ class EpochSampler(Sampler[int]):
 
     def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  groups: Sequence[int] | None = None):
-        self.size, self.batch_size, self.seed, self.rank, self.world_size = size, batch_size, seed, rank, world_size
-        self.epoch, self.start_batch = 0, 0
         self.members = None
         if groups is not None:
             if len(groups) != size:
@@ -31,26 +31,10 @@ class EpochSampler(Sampler[int]):
             for index, group in enumerate(groups):
                 members.setdefault(group, []).append(index)
             self.members = list(members.values())
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"{size} training pairs are fewer than one global batch ({batch_size} x {world_size} ranks); "
-                f"lower batch_size or add data"
-            )
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.size // (self.batch_size * self.world_size)
-
-    @property
-    def dropped_per_epoch(self) -> int:
-        """Indices past the last whole global batch: left out of each epoch (different ones each epoch)."""
-        return self.size - self.batches_per_epoch * self.batch_size * self.world_size
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+        super().__init__(size, batch_size, seed, rank, world_size)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = self.generator()
         if self.members is None:
             order = torch.randperm(self.size, generator=generator)
         else:
@@ -76,7 +60,7 @@ class SeededPairs(PairDataset):
         if not getattr(self.transform, "train", False):
             return super().__getitem__(index)  # deterministic already
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**62)
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             return super().__getitem__(index)
 
 

@@ -59,7 +59,7 @@ def check_installed(names: tuple[str, ...]) -> None:
 
 class Trackers:
     """The run's open trackers (none when ``names`` is empty): ``log``, ``config``, ``table``,
-    ``summary``, ``close``. ``out_dir``: the run folder; ``group``: the grid (or results folder);
+    ``summary``; used as ``with Trackers(...) as trackers:``, which closes them. ``out_dir``: the run folder; ``group``: the grid (or results folder);
     ``name``: the run or point; ``tags``: short strings (``preset:paper-b16``, ``atrm_k=16``);
     ``resume``: continue the tracker runs recorded in the run folder's ``trackers.json``."""
 
@@ -83,6 +83,14 @@ class Trackers:
 
     def __bool__(self) -> bool:
         return bool(self._open)
+
+    def __enter__(self) -> "Trackers":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        """The one place a tracker run ends: finished, or failed when the block raised (a
+        pre-empted run too: it goes on in the same tracker run when it resumes)."""
+        self.close(failed=kind is not None)
 
     def _ids(self) -> dict[str, str]:
         try:
