@@ -233,7 +233,35 @@ def grid(args: argparse.Namespace) -> int:
         print(f"  FAILED {name}: {error.splitlines()[-1] if error else ''}\n    notebook: {spec.runs_dir / (name + '.ipynb')}")
     if outcome.interrupted:
         return 130
+    print(grid_report(spec.runs_dir))
     return 0 if outcome.ok else 1
+
+
+def grid_report(results) -> str:
+    """What a finished grid found (``finelip report``'s table), or why there is no table yet."""
+    from .experiments.report import report
+
+    try:
+        return report(results)
+    except (ValueError, KeyError) as error:  # one setting only, no preset default, no metric yet
+        return f"(no effects table: {error}; see finelip report {results} --baseline KEY=VALUE)"
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``finelip report``: the effects table of a results folder or a shipped record set."""
+    from .experiments.report import export_effects, effects, report
+
+    baseline = parse_settings(args.baseline) if args.baseline else None
+    correction = "holm" if args.holm else None
+    print(report(args.results, metric=args.metric, baseline=baseline, fmt=args.format, correction=correction))
+    if args.export:
+        from .experiments.analysis import load_records, records_folder
+
+        table = effects(load_records(args.results), args.metric, baseline=baseline, correction=correction)
+        folder = Path(args.export) if args.export != "results" else records_folder(args.results) / "exports"
+        for path in export_effects(table, folder):
+            print(f"wrote {path}")
+    return 0
 
 
 def _grid_on_slurm(spec, path: str, action: str, args: argparse.Namespace) -> int:
@@ -337,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     evaluator.add_argument("--out", help="results.json")
     evaluator.set_defaults(run=evaluate)
+    reporter = commands.add_parser(
+        "report", help="what mattered in a grid: each setting's paired delta against a baseline over seeds, with its CI",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    reporter.add_argument("results", help="a results folder (a grid's ablations/runs/<grid>) or a shipped record set "
+                                          "(calibration, capacity-map, capacity-levers, official-switches, demo)")
+    reporter.add_argument("--metric", default="global/group/t2i", help="the metric column (finelip show lists them)")
+    reporter.add_argument("--baseline", nargs="*", metavar="KEY=VALUE",
+                          help="the setting to compare with (default: the records' preset default), e.g. atrm_k=16")
+    reporter.add_argument("--format", choices=("text", "md", "latex"), default="text")
+    reporter.add_argument("--holm", action="store_true", help="mark by Holm-adjusted p (many settings, one baseline)")
+    reporter.add_argument("--export", nargs="?", const="results", metavar="FOLDER",
+                          help="also write the table as .csv, .md and .tex (default folder: <results>/exports)")
+    reporter.set_defaults(run=report_command)
     shower = commands.add_parser("show", help="a run's record as a short table (every scoring mode, the reference)")
     shower.add_argument("record", help="a record: <results_dir>/<run>.json")
     shower.set_defaults(run=show)

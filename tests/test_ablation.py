@@ -348,7 +348,8 @@ def test_paths_the_docs_name_from_the_project_root_mean_one_folder_wherever_the_
     assert project_root() == project and in_project("ablations/results") == project / "ablations" / "results"
     assert len(load_records("ablations/runs/smoke")) == 2  # before the fix: "does not exist"
     explorer = AblationExplorer("ablations/runs/smoke")
-    assert explorer.export_dir == project / "ablations" / "exports"  # not ablations/ablations/exports
+    # under the results folder (issue 31), never the kernel's working directory (ablations/ablations/exports)
+    assert explorer.export_dir == project / "ablations" / "runs" / "smoke" / "exports"
     with pytest.raises(FileNotFoundError) as error:
         load_records("ablations/runs/nothing")
     message = str(error.value)

@@ -8,7 +8,7 @@ beside the run folder. A *grid point* is one run of ``ablations/grid.ipynb``: it
 (``GridParameters``, the grid's short names) → ``run_point`` → the same recipe → a record written
 to ``results_dir/<run_name>.json`` and attached to the executed notebook. ``finelip grid spec.yaml``
 expands a spec into points and executes each with papermill (or on SLURM);
-``load_records`` / ``ablation_table`` / ``plot_ablation`` / ``AblationExplorer`` read records back.
+``load_records`` / ``effects`` / ``ablation_table`` / ``plot_ablation`` / ``AblationExplorer`` read records back.
 
     settings.py  the vocabulary: every setting's section, aliases, kinds (measured, bookkeeping, resume)
     presets.py   the run presets (synthetic-tiny, paper-b16, ..., the packaged base's stage 1)
@@ -20,8 +20,10 @@ expands a spec into points and executes each with papermill (or on SLURM);
     params.py    GridParameters, validate_parameters, point_name, run_point
     grid.py      specs (load_spec, expand_points), run_grid, point locks, notebook records
     cluster.py / slurm.py   runs and grid points as SLURM jobs (submitit / sbatch)
-    analysis.py  load_records, ablation_table, plot_ablation, summary_frame
-    explorer.py  AblationExplorer
+    analysis.py  load_records, ablation_table, plot_ablation, pooled_columns, summary_frame
+    stats.py     summarize, compare (paired t over shared seeds / Welch), holm: pure, tested against scipy
+    report.py    effects (each setting's paired delta against a baseline), format_effects, finelip report
+    explorer.py  AblationExplorer (opens on the effects table)
 """
 
 from .._lazy import lazy_exports
@@ -31,8 +33,10 @@ _EXPORTS = {
                                       "write_record")},
     **{name: ".analysis" for name in ("SHIPPED_RECORDS", "ablation_table", "along", "as_text", "column",
                                        "complete_settings", "load_records", "metric_columns", "parameter_columns",
-                                       "plot_ablation", "records_folder", "summary_frame")},
-    **{name: ".explorer" for name in ("AblationExplorer", "highlight")},
+                                       "plot_ablation", "pooled_columns", "records_folder", "summary_frame")},
+    **{name: ".explorer" for name in ("AblationExplorer", "highlight", "highlight_effects")},
+    **{name: ".report" for name in ("effects", "export_effects", "format_effects", "report")},
+    **{name: ".stats" for name in ("compare", "holm", "summarize")},
     **{name: ".grid" for name in ("BUSY", "DONE_ELSEWHERE", "RECORD_MIMETYPE", "GridOutcome", "GridSpec", "attach_record",
                                    "expand_points", "fold_settings", "load_spec", "point_lock", "read_notebook_record",
                                    "run_grid")},

@@ -81,6 +81,7 @@ def load_records(results_dir: str | Path, status: str | None = None):
         frame = frame[frame["status"] == status].reset_index(drop=True)
     frame.attrs["skipped"] = skipped
     frame.attrs["skipped_reasons"] = reasons
+    frame.attrs["folder"] = str(folder.resolve())
     return frame
 
 
@@ -177,7 +178,10 @@ def metric_columns(frame) -> list[str]:
 def ablation_table(frame, metric: str = "global/group/t2i", by: list[str] | None = None,
                    baseline: dict[str, Any] | None = None):
     """Mean ± std of ``metric`` over seeds for each setting of ``by`` (default: every varied
-    parameter but the seed), sorted best first; with ``baseline`` (a setting), a ``delta`` column."""
+    parameter but the seed), sorted best first; with ``baseline`` (a setting), a ``delta`` column.
+    ``table.attrs["pooled"]``: the varied settings a ``by`` narrower than every setting pools
+    (``pooled_columns``; then a row's ``n`` counts runs of different settings, not seeds). For
+    seed-paired deltas with confidence intervals use ``report.effects``."""
     import pandas as pd
 
     if metric not in frame:
@@ -197,14 +201,32 @@ def ablation_table(frame, metric: str = "global/group/t2i", by: list[str] | None
         if index not in table.index:
             raise KeyError(f"baseline {baseline} is not a setting in the table; settings: {list(table.index)}")
         table["delta"] = table["mean"] - table.loc[index, "mean"]
+    table.attrs["pooled"] = pooled_columns(ok, by) if by != ["setting"] else []
     return table
 
 
-def plot_ablation(frame, metric: str = "global/group/t2i", x: str = "atrm_k", group: str | None = None, ax=None):
-    """``metric`` (mean ± std over seeds) against setting ``x``, one line per value of ``group``
-    (settings named by their short alias or dotted key: ``atrm_k``, ``data.differing_objects``);
-    the reference row's value, where records carry one, as a dashed line. Returns the figure."""
+def pooled_columns(frame, by: list[str]) -> list[str]:
+    """The varied settings (the seed aside) that differ *within* a group of ``by``: grouping by
+    ``by`` alone would pool different settings as if they were seeds (the explorer warns)."""
+    by = [column(frame, c) for c in by]
+    others = [c for c in parameter_columns(frame) if c != "seed" and c not in by]
+    if not others or frame.empty:
+        return []
+    text = as_text(frame[by + others])
+    return [c for c in others if (text.groupby(by)[c].nunique() > 1).any()]
+
+
+def plot_ablation(frame, metric: str = "global/group/t2i", x: str = "atrm_k", group: str | None = None, ax=None,
+                  level: float = 0.95):
+    """``metric`` against setting ``x``: the mean over seeds with its ``level`` confidence interval
+    (Student t; no bar with one seed), one series per value of ``group`` (settings named by their
+    short alias or dotted key: ``atrm_k``, ``data.differing_objects``). A numeric ``x`` is sorted
+    numerically and joined by lines; a categorical one is drawn as points. The reference row's
+    value, where records carry one, is a dashed line. Returns the figure; its ``pooled`` attribute
+    lists the varied settings the points pool (``pooled_columns``), also said in the title."""
     import matplotlib.pyplot as plt
+
+    from .stats import summarize
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
@@ -212,15 +234,24 @@ def plot_ablation(frame, metric: str = "global/group/t2i", x: str = "atrm_k", gr
     if metric not in ok:
         raise KeyError(f"column {metric!r} is not in the records")
     x, group = column(ok, x), (column(ok, group) if group else None)
+    numeric = all(_sort_key(v)[0] == 0 for v in as_text(ok[x]).unique())
     groups = ok.groupby(as_text(ok[group])) if group else [(None, ok)]
+    percent = round(100 * level)
     for label, part in groups:
-        stats = part.groupby(as_text(part[x]), sort=False)[metric].agg(["mean", "std"]).fillna(0.0)
-        stats = stats.loc[sorted(stats.index, key=_sort_key)]
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3,
-                    label=f"{group}={label}" if group else metric)
+        values = part[metric].groupby(as_text(part[x]), sort=False).apply(list)
+        values = values.loc[sorted(values.index, key=_sort_key)]
+        stats = [summarize(v, level) for v in values]
+        half = [0.0 if s.high is None else s.high - s.mean for s in stats]
+        ax.errorbar(list(values.index), [s.mean for s in stats], yerr=half, marker="o", capsize=3,
+                    linestyle="-" if numeric else "none",
+                    label=(f"{group}={label}" if group else metric) + f" ({percent}% CI over seeds)")
     reference = f"reference/{metric}"
     if reference in ok and ok[reference].notna().any():
         ax.axhline(ok[reference].mean(), color="grey", linestyle="--", label="reference (before fine-tuning)")
+    pooled = pooled_columns(ok, [x] + ([group] if group else []))
+    if pooled:
+        ax.set_title(f"pools settings that differ in {', '.join(pooled)}", fontsize=8, color="#a50e0e")
+    ax.figure.pooled = pooled
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
