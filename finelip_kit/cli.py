@@ -253,6 +253,16 @@ def report_command(args: argparse.Namespace) -> int:
 
     baseline = parse_settings(args.baseline) if args.baseline else None
     correction = "holm" if args.holm else None
+    if args.diff:
+        from .experiments.analysis import load_records
+        from .experiments.report import diff_runs
+
+        found = diff_runs(load_records(args.results), *args.diff, metrics=[args.metric] if args.metric_only else None)
+        print(f"{args.diff[0]} (a) against {args.diff[1]} (b)")
+        print(found["settings"].to_string(index=False) if len(found["settings"]) else "no setting differs (seeds only)")
+        print(found["metrics"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print(found["curves_note"])
+        return 0
     print(report(args.results, metric=args.metric, baseline=baseline, fmt=args.format, correction=correction))
     if args.export:
         from .experiments.analysis import load_records, records_folder
@@ -375,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the setting to compare with (default: the records' preset default), e.g. atrm_k=16")
     reporter.add_argument("--format", choices=("text", "md", "latex"), default="text")
     reporter.add_argument("--holm", action="store_true", help="mark by Holm-adjusted p (many settings, one baseline)")
+    reporter.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
+                          help="two runs by name: the settings that differ and every metric's delta (b - a)")
+    reporter.add_argument("--metric-only", action="store_true", help="--diff: only --metric")
     reporter.add_argument("--export", nargs="?", const="results", metavar="FOLDER",
                           help="also write the table as .csv, .md and .tex (default folder: <results>/exports)")
     reporter.set_defaults(run=report_command)

@@ -111,7 +111,9 @@ def test_the_calibrations_default_view_marks_exactly_what_its_paired_intervals_s
     assert {"context_length=77, pe_mode=none", "loss=fine", "data.differing_objects=3"} <= marked
     assert not {"atrm_k=24", "pe_mode=linear", "pe_mode=scratch"} & marked  # within seed noise
     holm_table = effects(frame, "global/group/t2i", correction="holm")
-    assert set(holm_table.loc[holm_table["mark"] == "*", "setting"]) < marked  # fewer survive the correction
+    # docs/explorer.md: with Holm (17 comparisons) only the context length and the two scene settings stay marked
+    assert set(holm_table.loc[holm_table["mark"] == "*", "setting"]) == {
+        "context_length=77, pe_mode=none", "loss=global, data.differing_objects=3", "data.differing_objects=3"}
 
 
 def _text(value):
@@ -253,3 +255,74 @@ def test_plots_sort_numbers_numerically_draw_categories_as_points_and_bars_are_c
     categorical = plot_ablation(frame[frame["run_name"].str.match(r"^(loss_\w+|default)_s\d$")], "global/group/t2i",
                                 x="loss")
     assert categorical.axes[0].lines[0].get_linestyle() == "None"
+
+
+def test_the_docs_show_the_calibrations_table_as_finelip_report_prints_it():
+    import re
+    from pathlib import Path
+
+    from finelip_kit.experiments.report import report
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "explorer.md").read_text()
+    shown = re.search(r"measured on 2000 test pairs; the numbers are the records' own\):\n\n```\n(.*?)```", page,
+                      flags=re.S).group(1)
+    assert shown == report("calibration") + "\n"
+
+
+# ----------------------------------------------------------------------------- run against run, trade-offs
+def test_pareto_front_on_known_points():
+    from finelip_kit.experiments.report import pareto_front
+
+    points = [(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0), (2.0, 3.0), (5.0, 3.5)]
+    # lower x and higher y win: (1,1) cheapest; (2,3) twice, neither beats the other; (4,4) best y
+    assert pareto_front(points) == [True, True, False, True, True, False]
+    assert pareto_front(points, x_better="higher") == [False, False, False, True, False, True]
+    with pytest.raises(ValueError, match="better must be 'lower' or 'higher', got 'more'"):
+        pareto_front(points, y_better="more")
+
+
+def test_tradeoff_names_settings_by_what_differs_and_marks_the_front():
+    from finelip_kit.experiments.report import pareto_front, tradeoff
+
+    table = tradeoff(load_records("calibration"), x="total_s", y="global/group/t2i")
+    assert len(table) == 18 and set(table["n"]) == {3} and "atrm_k=8" in set(table["setting"])
+    assert list(table["pareto"]) == pareto_front(list(zip(table["total_s"], table["global/group/t2i"])))
+    best = table.loc[table["global/group/t2i"].idxmax()]
+    cheapest = table.loc[table["total_s"].idxmin()]
+    assert best["pareto"] and cheapest["pareto"]  # the best and the cheapest are always on the front
+    with pytest.raises(KeyError, match="column 'train_hours' is not in the records"):
+        tradeoff(load_records("calibration"), x="train_hours")
+
+
+def test_run_against_run_names_what_differs_every_metrics_delta_and_overlays_the_logged_losses(tmp_path):
+    from finelip_kit.experiments.records import new_record, write_record
+    from finelip_kit.experiments.report import diff_runs
+
+    def record(name, k, seed, history=()):
+        return new_record(name, "ok", preset="synthetic-tiny", settings={"model.atrm_k": k, "train.seed": seed},
+                          parameters={}, with_provenance=False, history=list(history),
+                          metrics={"global/group/t2i": 60.0 + k + seed, "global/t2i/R@1": 20.0 + seed})
+
+    results = tmp_path / "results"
+    write_record(record("k4_s0", 4, 0, history=[{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]), results)
+    write_record(record("k8_s0", 8, 0), results)  # no history in the record: its run folder's log is read
+    (results / "k8_s0").mkdir()
+    (results / "k8_s0" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.9}\n{"step": 2, "loss": 1.2}\n{"ste')
+    write_record(record("k4_s1", 4, 1), results)
+    write_record(record("k8_s1", 8, 1), results)
+    frame = load_records(results)
+    found = diff_runs(frame, "k4_s0", "k8_s0")
+    assert found["settings"].to_dict("records") == [{"setting": "atrm_k", "a": "4", "b": "8"}]
+    deltas = found["metrics"].set_index("metric")
+    assert deltas.loc["global/group/t2i", "delta"] == 4.0 and deltas.loc["global/t2i/R@1", "delta"] == 0.0
+    assert set(deltas["test"]) == {"none"}  # one run a side: no test
+    assert found["curves"] == {"a": [(1, 2.0), (2, 1.5)], "b": [(1, 1.9), (2, 1.2)]}  # the torn last line dropped
+    assert "the record" in found["curves_note"] and "k8_s0/metrics.jsonl" in found["curves_note"]
+    groups = diff_runs(frame, {"atrm_k": 4}, {"atrm_k": 8})  # two settings: seeds paired
+    row = groups["metrics"].set_index("metric").loc["global/group/t2i"]
+    assert (row["a"], row["b"], row["delta"], row["test"]) == (64.5, 68.5, 4.0, "paired")
+    with pytest.raises(KeyError, match="a 'k5_s0' is not a run of these records"):
+        diff_runs(frame, "k5_s0", "k8_s0")
+    done = subprocess.run([sys.executable, "-m", "finelip_kit.cli", "report", str(results), "--diff", "k4_s0", "k8_s0"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "k4_s0 (a) against k8_s0 (b)" in done.stdout and "atrm_k 4 8" in done.stdout

@@ -22,7 +22,7 @@ expands a spec into points and executes each with papermill (or on SLURM);
     cluster.py / slurm.py   runs and grid points as SLURM jobs (submitit / sbatch)
     analysis.py  load_records, ablation_table, plot_ablation, pooled_columns, summary_frame
     stats.py     summarize, compare (paired t over shared seeds / Welch), holm: pure, tested against scipy
-    report.py    effects (each setting's paired delta against a baseline), format_effects, finelip report
+    report.py    effects (each setting's paired delta against a baseline), format_effects, diff_runs, tradeoff, finelip report
     explorer.py  AblationExplorer (opens on the effects table)
 """
 
@@ -33,9 +33,11 @@ _EXPORTS = {
                                       "write_record")},
     **{name: ".analysis" for name in ("SHIPPED_RECORDS", "ablation_table", "along", "as_text", "column",
                                        "complete_settings", "load_records", "metric_columns", "parameter_columns",
-                                       "plot_ablation", "pooled_columns", "records_folder", "summary_frame")},
+                                       "plot_ablation", "plot_tradeoff", "pooled_columns", "records_folder",
+                                       "summary_frame")},
     **{name: ".explorer" for name in ("AblationExplorer", "highlight", "highlight_effects")},
-    **{name: ".report" for name in ("effects", "export_effects", "format_effects", "report")},
+    **{name: ".report" for name in ("diff_runs", "effects", "export_effects", "format_effects", "pareto_front", "report",
+                                     "tradeoff")},
     **{name: ".stats" for name in ("compare", "holm", "summarize")},
     **{name: ".grid" for name in ("BUSY", "DONE_ELSEWHERE", "RECORD_MIMETYPE", "GridOutcome", "GridSpec", "attach_record",
                                    "expand_points", "fold_settings", "load_spec", "point_lock", "read_notebook_record",

@@ -266,3 +266,22 @@ def _sort_key(value: str):
         return (1, 0.0, value)
 
 
+
+
+def plot_tradeoff(table, x: str = "total_s", y: str = "global/group/t2i", ax=None):
+    """``report.tradeoff``'s table as a scatter: every setting's mean ``x`` against its mean ``y``,
+    the Pareto front joined and labelled. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    rest, front = table[~table["pareto"]], table[table["pareto"]].sort_values(x)
+    ax.scatter(rest[x], rest[y], color="#9aa0a6", label="settings (mean over seeds)")
+    ax.plot(front[x], front[y], marker="o", color="#1a73e8", label="Pareto front")
+    for _, row in front.iterrows():
+        ax.annotate(row["setting"][:40], (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure

@@ -42,13 +42,14 @@ class AblationExplorer:
     (best first, with deltas against a pinned setting), Reload, and Export.
 
     ``AblationExplorer("ablations/runs/paper_ablations")``, ``AblationExplorer("calibration")`` or
-    ``AblationExplorer(frame)``; ``export_dir`` overrides where Export writes (``export_folder``).
+    ``AblationExplorer(frame)``; ``export_dir`` overrides where Export writes (``export_folder``);
+    ``baseline`` (``{"atrm_k": 16}``) is what *compare with* starts on (default: the preset's default).
     """
 
-    def __init__(self, records, export_dir: str | Path | None = None):
+    def __init__(self, records, export_dir: str | Path | None = None, baseline: dict | None = None):
         import ipywidgets as widgets
 
-        self.source = records
+        self.source, self.default_baseline = records, baseline
         self.all_records = load_records(records) if isinstance(records, (str, Path)) else records
         self.frame = self._ok(self.all_records)
         if self.frame.empty:
@@ -137,7 +138,7 @@ class AblationExplorer:
         """The effects table of ``frame`` against the chosen setting (None when there is none to compare)."""
         try:
             table = effects(frame, self.metric.value, correction="holm" if self.holm.value else None,
-                            baseline=None if self.effects_baseline.value == DEFAULT else self._chosen())
+                            baseline=self.default_baseline if self.effects_baseline.value == DEFAULT else self._chosen())
         except (ValueError, KeyError) as error:
             if self.effects_baseline.value != DEFAULT:
                 raise

@@ -29,13 +29,12 @@ def setting_columns(frame) -> list[str]:
 def _runs(frame, metric: str) -> list[tuple[tuple[str, ...], dict[int, float]]]:
     """(setting values as text, {seed: metric}) per setting, in the frame's order."""
     names = setting_columns(frame)
-    keys = as_text(frame[names]) if names else None
-    seeds = frame["seed"] if "seed" in frame else frame.index.to_series()
+    keys = as_text(frame[names]).itertuples(index=False, name=None) if names else (() for _ in range(len(frame)))
+    seeds = frame["seed"] if "seed" in frame else range(len(frame))
     out: dict[tuple[str, ...], dict[int, float]] = {}
-    for position, (index, value) in enumerate(frame[metric].items()):
-        key = tuple(keys.loc[index]) if names else ()
-        seed = int(seeds.loc[index])
-        runs = out.setdefault(key, {})
+    for key, seed, value in zip(keys, seeds, frame[metric]):
+        runs = out.setdefault(tuple(key), {})
+        seed = int(seed)
         if seed in runs:
             raise ValueError(f"two records of one setting have seed {seed} ({dict(zip(names, key))}): a grid point "
                              f"was run twice into one results folder; remove one record")
@@ -237,3 +236,119 @@ def report(results: str | Path, metric: str = "global/group/t2i", baseline: dict
         notes.append(f"{len(frame.attrs['skipped'])} file(s) skipped (not records or malformed)")
     comment = {"text": "", "md": "", "latex": "% "}[fmt]
     return text + "\n" + "\n".join(comment + n for n in notes)
+
+
+# ----------------------------------------------------------------------------- run against run, trade-offs
+def _select(frame, which, what: str):
+    """The rows of one run (``which``: its run name) or one setting (a mapping of settings)."""
+    if isinstance(which, str):
+        rows = frame[frame["run_name"] == which]
+        if rows.empty:
+            raise KeyError(f"{what} {which!r} is not a run of these records; runs: {sorted(frame['run_name'])[:8]} ...")
+        return rows
+    names = {column(frame, k): str(v) for k, v in dict(which).items()}
+    keys = as_text(frame[list(names)])
+    rows = frame[(keys == list(names.values())).all(axis=1)]
+    if rows.empty:
+        raise KeyError(f"{what} {dict(which)} matches no record")
+    return rows
+
+
+def diff_runs(frame, a, b, metrics: list[str] | None = None) -> dict[str, Any]:
+    """Two runs (by run name) or two settings (mappings, their seeds averaged and paired): the
+    settings that differ (``settings``: setting, a, b), every metric's delta b − a (``metrics``:
+    metric, a, b, delta, and for two settings the paired interval and p), and each side's logged
+    loss curve where the record or its run folder holds one (``curves``: {"a": [(step, loss)], ...};
+    ``curves_note`` says where they came from, or why there are none)."""
+    import pandas as pd
+
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    rows = {"a": _select(ok, a, "a"), "b": _select(ok, b, "b")}
+    names = setting_columns(ok)
+    text = {side: as_text(part[names]).drop_duplicates() for side, part in rows.items()}
+    settings = []
+    for name in names:
+        va, vb = sorted(set(text["a"][name])), sorted(set(text["b"][name]))
+        if va != vb:
+            settings.append({"setting": name, "a": ", ".join(va), "b": ", ".join(vb)})
+    metrics = metrics or metric_columns(ok)
+    table = []
+    for metric in metrics:
+        runs = {side: {int(s): float(v) for s, v in zip(part["seed"], part[metric]) if v == v}
+                for side, part in rows.items()}
+        if not runs["a"] or not runs["b"]:
+            continue
+        d = compare(runs["b"], runs["a"])
+        table.append({"metric": metric, "a": summarize(list(runs["a"].values())).mean,
+                      "b": summarize(list(runs["b"].values())).mean, "delta": d.delta, "delta_low": d.low,
+                      "delta_high": d.high, "p": d.p, "test": d.test})
+    curves, sources = {}, []
+    for side, part in rows.items():
+        curve, source = _loss_curve(part.iloc[0])
+        if curve:
+            curves[side] = curve
+            sources.append(f"{side}: {source}")
+    note = "; ".join(sources) if sources else ("no loss curves: the records hold no history and their run folders "
+                                               "no metrics.jsonl (keep_model / the run folder was removed)")
+    return {"settings": pd.DataFrame(settings, columns=["setting", "a", "b"]), "metrics": pd.DataFrame(table),
+            "curves": curves, "curves_note": note}
+
+
+def _loss_curve(row) -> tuple[list[tuple[int, float]], str]:
+    """(step, loss) from the record's history, else from the run folder's ``metrics.jsonl``."""
+    import json
+
+    from .records import read_record
+
+    record = read_record(row["path"]) if isinstance(row.get("path"), str) else None
+    history = [(h["step"], h["loss"]) for h in (record or {}).get("history") or []
+               if isinstance(h, dict) and "loss" in h and h["loss"] is not None]
+    if history:
+        return history, f"the record {row['path']}"
+    log = Path(row["path"]).parent / str(row["run_name"]) / "metrics.jsonl" if isinstance(row.get("path"), str) else None
+    if log is not None and log.is_file():
+        curve = []
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if isinstance(entry, dict) and entry.get("loss") is not None and "step" in entry:
+                curve.append((entry["step"], entry["loss"]))
+        return curve, str(log)
+    return [], ""
+
+
+def pareto_front(points: list[tuple[float, float]], x_better: str = "lower", y_better: str = "higher") -> list[bool]:
+    """Which ``(x, y)`` points no other point beats on both (``x_better`` / ``y_better``: ``"lower"``
+    or ``"higher"``; an equal point does not beat one)."""
+    for better in (x_better, y_better):
+        if better not in ("lower", "higher"):
+            raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    sx, sy = (1 if x_better == "higher" else -1), (1 if y_better == "higher" else -1)
+    flags = []
+    for i, (x, y) in enumerate(points):
+        beaten = any(sx * (u - x) >= 0 and sy * (v - y) >= 0 and (u, v) != (x, y) for j, (u, v) in enumerate(points) if j != i)
+        flags.append(not beaten)
+    return flags
+
+
+def tradeoff(frame, x: str = "total_s", y: str = "global/group/t2i", x_better: str = "lower", y_better: str = "higher"):
+    """Each setting's mean ``x`` and ``y`` over its seeds (a metric against another, or against a
+    cost such as ``total_s``), with ``pareto``: the settings no other beats on both. A setting is
+    named by what differs from the preset default where the records have one."""
+    import pandas as pd
+
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    for name in (x, y):
+        if name not in ok:
+            raise KeyError(f"column {name!r} is not in the records; choose one of {metric_columns(ok) + ['total_s']}")
+    names = setting_columns(ok)
+    default = default_setting(ok)
+    reference = tuple(default[n] for n in names) if default else None  # labels say what differs from the default
+    labels = [_label(names, tuple(key), reference) for key in as_text(ok[names]).values] if names else ["all"] * len(ok)
+    grouped = ok.assign(_key=labels).groupby("_key", sort=False)
+    table = pd.DataFrame({"n": grouped[y].count(), x: grouped[x].mean(), y: grouped[y].mean()}).reset_index(
+        names="setting")
+    table["pareto"] = pareto_front(list(zip(table[x], table[y])), x_better, y_better)
+    return table

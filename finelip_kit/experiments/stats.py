@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 LEVEL = 0.95
@@ -60,8 +61,10 @@ def t_sf(t: float, df: float) -> float:
     return tail if t > 0 else 1.0 - tail
 
 
+@lru_cache(maxsize=4096)
 def t_ppf(q: float, df: float) -> float:
-    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (bisection on ``t_sf``)."""
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (bisection on ``t_sf``;
+    cached: a table's intervals share a few degrees of freedom)."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"a quantile must be in (0, 1), got {q!r}")
     if q < 0.5:

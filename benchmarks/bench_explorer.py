@@ -1,0 +1,98 @@
+"""The explorer's update time at scale: records × settings × metrics built in memory (the shapes a
+large grid gives), each update the explorer does timed over several repeats.
+
+    python benchmarks/bench_explorer.py [--records 1000] [--settings 30] [--metrics 40] [--seeds 3]
+
+Prints one table (min / median / max seconds per update). The issue's target is < 0.5 s per
+update on 2 cores. The settings vary one at a time around a default (an ablation grid's shape:
+``records / seeds`` settings), the metrics are noise around a per-setting mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import time
+
+
+def frame_of(records: int, settings: int, metrics: int, seeds: int):
+    import numpy as np
+    import pandas as pd
+
+    from finelip_kit.experiments.settings import all_keys, short_name
+
+    rng = np.random.default_rng(0)
+    names = [short_name(k) for k in all_keys() if short_name(k) != "seed"][:settings]  # real setting columns
+    rows = []
+    for r in range(records):
+        point, seed = divmod(r, seeds)
+        row = {"run_name": f"p{point}_s{seed}", "status": "ok", "preset": None, "seed": seed, "path": f"/x/{r}.json"}
+        row.update({n: 0 for n in names})
+        if point:
+            row[names[point % len(names)]] = 1 + point // len(names)  # one setting moved per point
+        base = 60 + (point % 7)
+        row.update({f"m/{j}": base + j * 0.1 + rng.normal(0, 0.5) for j in range(metrics)})
+        rows.append(row)
+    return pd.DataFrame(rows), names
+
+
+def timed(call, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--settings", type=int, default=30)
+    parser.add_argument("--metrics", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from finelip_kit.experiments.analysis import ablation_table, plot_ablation
+    from finelip_kit.experiments.report import effects
+
+    frame, names = frame_of(args.records, args.settings, args.metrics, args.seeds)
+    baseline = {n: 0 for n in names}
+    x = names[0]
+    rows = [("effects table (paired deltas, CI)", lambda: effects(frame, "m/0", baseline=baseline)),
+            ("effects table, Holm", lambda: effects(frame, "m/0", baseline=baseline, correction="holm")),
+            ("plot's table (by x)", lambda: ablation_table(frame, "m/0", by=[x])),
+            ("plot (CI bars)", lambda: plt.close(plot_ablation(frame, "m/0", x=x)))]
+    try:
+        from finelip_kit.experiments.explorer import AblationExplorer
+
+        with contextlib.redirect_stdout(io.StringIO()):  # outside a kernel the widgets' outputs print
+            explorer = AblationExplorer(frame, baseline=baseline)
+        assert explorer.effects is not None and len(explorer.effects) == -(-args.records // args.seeds)
+        metrics = [f"m/{j}" for j in range(1, 1 + args.repeats)]
+        def change_metric():
+            with contextlib.redirect_stdout(io.StringIO()):
+                explorer.metric.value = metrics.pop(0) if metrics else "m/0"
+
+        rows.append(("explorer: change the metric (whole refresh)", change_metric))
+    except ImportError:  # ipywidgets is the notebooks extra
+        pass
+    print(f"explorer updates on {args.records} records x {len(names)} settings x {args.metrics} metrics "
+          f"({args.records // args.seeds} settings of {args.seeds} seeds), {args.repeats} repeats, seconds")
+    print(f"{'update':<46} {'min':>7} {'median':>7} {'max':>7}")
+    for label, call in rows:
+        call()  # warm (imports, caches)
+        times = timed(call, args.repeats)
+        print(f"{label:<46} {min(times):7.3f} {statistics.median(times):7.3f} {max(times):7.3f}")
+
+
+if __name__ == "__main__":
+    main()
