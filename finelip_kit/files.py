@@ -20,6 +20,15 @@ from typing import IO, Iterator
 
 
 def _umask() -> int:
+    """The process's umask: read from ``/proc`` where there is one (setting it to read it back
+    would race with other threads creating files), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

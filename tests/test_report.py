@@ -220,6 +220,9 @@ def test_the_explorer_opens_on_what_mattered_warns_when_an_axis_pools_settings_r
     marked = (explorer.effects["mark"] == "*").sum()
     explorer.holm.value = True
     assert (explorer.effects["mark"] == "*").sum() < marked and "p_holm" in explorer.effects
+    explorer.filters["atrm_k"].value = ("16",)  # the chosen baseline filtered out: said, not a traceback
+    assert explorer.effects is None and "names 0 settings of the records" in explorer.effects_note
+    explorer.filters["atrm_k"].value = ()
     # live: a record written since, and a failed point with its error
     ok = read_record(results / "k_4_s0.json")
     write_record(new_record("k_4_s7", "ok", preset=ok["preset"], settings={**ok["settings"], "train.seed": 7},

@@ -139,9 +139,7 @@ class AblationExplorer:
         try:
             table = effects(frame, self.metric.value, correction="holm" if self.holm.value else None,
                             baseline=self.default_baseline if self.effects_baseline.value == DEFAULT else self._chosen())
-        except (ValueError, KeyError) as error:
-            if self.effects_baseline.value != DEFAULT:
-                raise
+        except (ValueError, KeyError) as error:  # no preset default, or the chosen setting filtered out
             self.effects_note = str(error)
             return None
         names = table.attrs["settings"]
