@@ -138,14 +138,14 @@ def test_following_a_run_goes_through_a_requeue_and_fails_clearly_when_the_job_l
     # queued, running, requeued (pending again), then its result: rank 0's summary comes back
     states = iter([{"7": "PENDING"}, {"7": "RUNNING"}, {"7": "PENDING"}, {"7": "RUNNING"}])
     job = FakeJob(log, done_after=4)
-    assert wait_for_run(job, poll_s=0, gone_s=60, queue=lambda ids: next(states)) == {"run_name": "r", "status": "ok"}
+    assert wait_for_run(job, poll_s=0, queue_every_s=0, gone_s=60, queue=lambda ids: next(states)) == {"run_name": "r", "status": "ok"}
     # killed before the run could start (the CI flake: a requeued job restarted too soon, "credential
     # revoked"), no result and no sacct: an error naming SLURM's verdict and the log, not a wait for ever
     log.write_text("slurmstepd: error: *** JOB 7 ON vm CANCELLED AT 2026-12-04T10:00:00 DUE TO TIME LIMIT ***\n")
     job = FakeJob(log, done_after=None)
     with pytest.raises(RuntimeError, match=r"SLURM job 7 left the queue without the run's result \(TIMEOUT: .*DUE TO "
                                            r"TIME LIMIT.*see its log .*7_0_log.err\. Resubmit it"):
-        wait_for_run(job, poll_s=0.01, gone_s=0.05, queue=lambda ids: {})
+        wait_for_run(job, poll_s=0.01, queue_every_s=0, gone_s=0.05, queue=lambda ids: {})
     assert job.checks >= 2  # it looked again before giving up
 
 

@@ -10,6 +10,7 @@ environment (``train/distributed.py``), so no wrapper script is needed.
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from dataclasses import dataclass, field, fields
@@ -175,24 +176,29 @@ def _train_task(spec):
     return {k: record[k] for k in ("run_name", "status", "metrics")} if record else None
 
 
-def wait_for_run(job, poll_s: float = 2.0, gone_s: float = 30.0, queue=queue_states) -> dict[str, Any]:
+def wait_for_run(job, poll_s: float = 2.0, queue_every_s: float = 30.0, gone_s: float = 60.0,
+                 queue=queue_states) -> dict[str, Any]:
     """Follow a submitted training job (``finelip train --executor slurm --wait``) until it ends;
-    returns rank 0's summary. A requeued job is followed through its restarts. A job that left the
-    queue without a result (killed before the run started, cancelled, out of memory) raises, with
-    SLURM's verdict and the log, once it has been gone ``gone_s`` seconds (a shared file system
-    may show the result late): submitit alone would wait for ever where ``sacct`` is not available."""
+    returns rank 0's summary. The result file is looked for every ``poll_s``; the queue is asked
+    (``squeue``) only every ``queue_every_s``, as a cluster's admins would want. A requeued job is
+    followed through its restarts. A job that left the queue without a result (killed before the
+    run started, cancelled, out of memory) raises, with SLURM's verdict and the log, once it has been
+    gone ``gone_s`` seconds (a shared file system may show the result late): submitit alone would
+    wait for ever where ``sacct`` is not available."""
     import time
 
-    gone_since = None
+    gone_since, asked = None, -math.inf
     while not job.done():
-        if queue([str(job.job_id)]):
-            gone_since = None
-        elif gone_since is None:
-            gone_since = time.monotonic()
-        elif time.monotonic() - gone_since > gone_s:
-            state, reason = finished_state(str(job.job_id), str(job.paths.stderr))
-            raise RuntimeError(f"SLURM job {job.job_id} left the queue without the run's result ({state}: {reason}); "
-                               f"see its log {job.paths.stderr}. Resubmit it: the run resumes from its last checkpoint")
+        now = time.monotonic()
+        if now - asked >= queue_every_s:
+            asked = now
+            if queue([str(job.job_id)]):
+                gone_since = None
+            elif gone_since is None:
+                gone_since = now
+            elif now - gone_since > gone_s:
+                state, reason = finished_state(str(job.job_id), str(job.paths.stderr))
+                raise RuntimeError(f"SLURM job {job.job_id} left the queue without the run's result ({state}: {reason}); "
+                                   f"see its log {job.paths.stderr}. Resubmit it: the run resumes from its last checkpoint")
         time.sleep(poll_s)
     return next(r for r in job.results() if r)  # rank 0's summary; the other tasks return None
-
