@@ -186,12 +186,10 @@ def format_effects(table, fmt: str = "text", decimals: int = 1) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     best = max(range(len(body)), key=lambda i: table["mean"][i])
-    escape = lambda text: (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-                           .replace("&", r"\&").replace("#", r"\#").replace("–", "--"))
     lines = [f"% {caption}", r"\begin{tabular}{lrrrrrrl}", r"\toprule",
-             " & ".join(escape(h) for h in header[:-1]) + r" \\", r"\midrule"]
+             " & ".join(_latex(h) for h in header[:-1]) + r" \\", r"\midrule"]
     for i, r in enumerate(body):
-        cells = [escape(c) for c in r[:-1]]
+        cells = [_latex(c) for c in r[:-1]]
         if i == best:
             cells[2] = rf"\textbf{{{cells[2]}}}"
         if r[-1]:
@@ -199,6 +197,12 @@ def format_effects(table, fmt: str = "text", decimals: int = 1) -> str:
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+def _latex(text: str) -> str:
+    """``text`` safe in a LaTeX cell (backslash, ``_``, ``%``, ``&``, ``#`` escaped; an en dash as ``--``)."""
+    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+            .replace("#", r"\#").replace("–", "--"))
 
 
 def export_effects(table, folder: str | Path, stem: str | None = None) -> list[Path]:
