@@ -249,25 +249,21 @@ def grid_report(results) -> str:
 
 def report_command(args: argparse.Namespace) -> int:
     """``finelip report``: the effects table of a results folder or a shipped record set."""
-    from .experiments.report import export_effects, effects, report
+    from .experiments.analysis import load_records, records_folder
+    from .experiments.report import diff_runs, effects, export_effects, report
 
-    baseline = parse_settings(args.baseline) if args.baseline else None
-    correction = "holm" if args.holm else None
+    frame = load_records(args.results)  # read once: the table, its notes and the exports come from it
     if args.diff:
-        from .experiments.analysis import load_records
-        from .experiments.report import diff_runs
-
-        found = diff_runs(load_records(args.results), *args.diff, metrics=[args.metric] if args.metric_only else None)
+        found = diff_runs(frame, *args.diff, metrics=[args.metric] if args.metric_only else None)
         print(f"{args.diff[0]} (a) against {args.diff[1]} (b)")
         print(found["settings"].to_string(index=False) if len(found["settings"]) else "no setting differs (seeds only)")
         print(found["metrics"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         print(found["curves_note"])
         return 0
-    print(report(args.results, metric=args.metric, baseline=baseline, fmt=args.format, correction=correction))
+    baseline = parse_settings(args.baseline) if args.baseline else None
+    table = effects(frame, args.metric, baseline=baseline, correction="holm" if args.holm else None)
+    print(report(frame, fmt=args.format, table=table))
     if args.export:
-        from .experiments.analysis import load_records, records_folder
-
-        table = effects(load_records(args.results), args.metric, baseline=baseline, correction=correction)
         folder = Path(args.export) if args.export != "results" else records_folder(args.results) / "exports"
         for path in export_effects(table, folder):
             print(f"wrote {path}")

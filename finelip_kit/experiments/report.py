@@ -224,12 +224,13 @@ def export_effects(table, folder: str | Path, stem: str | None = None) -> list[P
     return written
 
 
-def report(results: str | Path, metric: str = "global/group/t2i", baseline: dict[str, Any] | None = None,
-           fmt: str = "text", correction: str | None = None) -> str:
-    """``finelip report``: the effects table of a results folder or shipped record set, with the
-    failed points and skipped files counted under it."""
-    frame = load_records(results)
-    table = effects(frame, metric, baseline=baseline, correction=correction)
+def report(results, metric: str = "global/group/t2i", baseline: dict[str, Any] | None = None,
+           fmt: str = "text", correction: str | None = None, table=None) -> str:
+    """``finelip report``: the effects table of ``results`` (a results folder, a shipped record set,
+    or a frame from ``load_records``), with the failed points and skipped files counted under it.
+    ``table``: that frame's ``effects`` table when the caller has it already."""
+    frame = results if hasattr(results, "attrs") else load_records(results)
+    table = table if table is not None else effects(frame, metric, baseline=baseline, correction=correction)
     text = format_effects(table, fmt)
     failed = frame[frame["status"] != "ok"] if "status" in frame and not frame.empty else frame.iloc[0:0]
     notes = [f"{len(frame) - len(failed)} ok record(s) in {len(table)} setting(s)"]

@@ -59,8 +59,8 @@ def check_installed(names: tuple[str, ...]) -> None:
 
 class Trackers:
     """The run's open trackers (none when ``names`` is empty): ``log``, ``config``, ``table``,
-    ``summary``; used as ``with Trackers(...) as trackers:``, which closes them. ``out_dir``: the run folder; ``group``: the grid (or results folder);
-    ``name``: the run or point; ``tags``: short strings (``preset:paper-b16``, ``atrm_k=16``);
+    ``summary``; used as ``with Trackers(...) as trackers:``, which closes them. ``out_dir``: the
+    run folder; ``group``: the grid (or results folder); ``name``: the run or point; ``tags``: short strings (``preset:paper-b16``, ``atrm_k=16``);
     ``resume``: continue the tracker runs recorded in the run folder's ``trackers.json``."""
 
     def __init__(self, names: tuple[str, ...], out_dir: str | Path, name: str | None = None, group: str | None = None,
