@@ -23,7 +23,8 @@ expands a spec into points and executes each with papermill (or on SLURM);
     analysis.py  load_records, ablation_table, plot_ablation, pooled_columns, summary_frame
     stats.py     summarize, compare (paired t over shared seeds / Welch), holm: pure, tested against scipy
     report.py    effects (each setting's paired delta against a baseline), format_effects, diff_runs, tradeoff, finelip report
-    explorer.py  AblationExplorer (opens on the effects table)
+    parallel.py  setting_table (metrics reduced over seeds), parallel axes, brushing, plot_parallel
+    explorer.py  AblationExplorer (opens on the effects table; parallel coordinates, trade-off, diff, views)
 """
 
 from .._lazy import lazy_exports
@@ -39,6 +40,7 @@ _EXPORTS = {
     **{name: ".report" for name in ("diff_runs", "effects", "export_effects", "format_effects", "pareto_front", "report",
                                      "tradeoff")},
     **{name: ".stats" for name in ("compare", "holm", "summarize")},
+    **{name: ".parallel" for name in ("axes_of", "brushed", "plot_parallel", "setting_table")},
     **{name: ".grid" for name in ("BUSY", "DONE_ELSEWHERE", "RECORD_MIMETYPE", "GridOutcome", "GridSpec", "attach_record",
                                    "expand_points", "fold_settings", "load_spec", "point_lock", "read_notebook_record",
                                    "run_grid")},

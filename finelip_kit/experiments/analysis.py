@@ -38,7 +38,7 @@ def load_records(results_dir: str | Path, status: str | None = None):
     ``finelip_kit.records``) as a DataFrame: one row per record, a column per setting (named by
     its short alias where it has one — ``atrm_k``, ``pe_mode`` — else by its dotted key —
     ``data.differing_objects``), metric columns (``global/t2i/R@1``, ...), ``val/<metric>``,
-    ``reference/<metric>``, ``status``, ``run_name``, ``preset``, ``path``. Files that are not
+    ``reference/<metric>``, ``status``, ``run_name``, ``preset``, ``path``, ``created``. Files that are not
     records, and records whose fields are malformed (a non-finite number, a metric that is not a
     number, settings that are not a mapping: ``records.check_record``), are skipped and counted by
     file in ``frame.attrs["skipped"]``, with the reason in ``frame.attrs["skipped_reasons"]``
@@ -74,6 +74,7 @@ def load_records(results_dir: str | Path, status: str | None = None):
         if record.get("reference"):
             row.update({f"reference/{k}": v for k, v in record["reference"]["metrics"].items()})
         row["total_s"] = (record.get("timings") or {}).get("total_s")
+        row["created"] = record.get("created")  # when it was written (provenance; None in the oldest records)
         row["error"] = record.get("error")
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -129,12 +130,16 @@ def along(frame, *columns: str):
     return frame[keep]
 
 
-def parameter_columns(frame) -> list[str]:
-    """The setting columns that take more than one value in ``frame``, model settings first,
-    then training, data and evaluation (the order of the vocabulary)."""
+def setting_names(frame) -> list[str]:
+    """The frame's setting columns, model settings first, then training, data and evaluation
+    (the order of the vocabulary)."""
     order = {short_name(key): i for i, key in enumerate(all_keys())}
-    names = sorted((c for c in frame.columns if c in order), key=order.get)
-    return [n for n in names if as_text(frame[n]).nunique() > 1]
+    return sorted((c for c in frame.columns if c in order), key=order.get)
+
+
+def parameter_columns(frame) -> list[str]:
+    """The setting columns that take more than one value in ``frame`` (``setting_names`` order)."""
+    return [n for n in setting_names(frame) if as_text(frame[n]).nunique() > 1]
 
 
 def column(frame, name: str) -> str:
