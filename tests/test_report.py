@@ -238,7 +238,8 @@ def test_the_explorer_opens_on_what_mattered_warns_when_an_axis_pools_settings_r
     assert written == sorted(["global_group_t2i_by_pe_mode.png", "global_group_t2i_by_pe_mode.pdf",
                               "global_group_t2i_by_pe_mode.csv", "effects_global_group_t2i.csv",
                               "effects_global_group_t2i.md", "effects_global_group_t2i.tex",
-                              "settings.csv", "parallel.png", "parallel.pdf", "tradeoff_total_s.png", "tradeoff_total_s.pdf"])
+                              "settings.csv", "parallel.png", "parallel.pdf",  # the new records carry no total_s: against a metric
+                              "tradeoff_global_i2t_R@1.png", "tradeoff_global_i2t_R@1.pdf"])
     assert (results / "exports" / "global_group_t2i_by_pe_mode.pdf").read_bytes()[:4] == b"%PDF"
 
 
