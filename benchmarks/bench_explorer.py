@@ -62,6 +62,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     from finelip_kit.experiments.analysis import ablation_table, plot_ablation
+    from finelip_kit.experiments.parallel import axes_of, brushed, setting_table
     from finelip_kit.experiments.report import effects
 
     frame, names = frame_of(args.records, args.settings, args.metrics, args.seeds)
@@ -70,7 +71,10 @@ def main() -> None:
     rows = [("effects table (paired deltas, CI)", lambda: effects(frame, "m/0", baseline=baseline)),
             ("effects table, Holm", lambda: effects(frame, "m/0", baseline=baseline, correction="holm")),
             ("plot's table (by x)", lambda: ablation_table(frame, "m/0", by=[x])),
-            ("plot (CI bars)", lambda: plt.close(plot_ablation(frame, "m/0", x=x)))]
+            ("plot (CI bars)", lambda: plt.close(plot_ablation(frame, "m/0", x=x))),
+            ("settings table (3 metrics, mean over seeds)", lambda: setting_table(frame, ["m/0", "m/1", "m/2"])),
+            ("parallel axes + a brush", lambda: brushed(axes_of(table, names + ["m/0"]), {"m/0": [60, 63]}))]
+    table = setting_table(frame, ["m/0"])
     try:
         from finelip_kit.experiments.explorer import AblationExplorer
 
@@ -82,7 +86,32 @@ def main() -> None:
             with contextlib.redirect_stdout(io.StringIO()):
                 explorer.metric.value = metrics.pop(0) if metrics else "m/0"
 
-        rows.append(("explorer: change the metric (whole refresh)", change_metric))
+        rows.append(("explorer: change the metric (4 panels)", change_metric))
+        reducers = ["min", "max", "last", "mean"] * args.repeats
+
+        def change_reducer():
+            with contextlib.redirect_stdout(io.StringIO()):
+                explorer.reduce.value = reducers.pop(0)
+
+        rows.append(("explorer: over seeds mean/min/max/last", change_reducer))
+        seeds = [("0", "1"), ("0", "1", "2"), ()] * args.repeats
+
+        def filter_seeds():
+            with contextlib.redirect_stdout(io.StringIO()):
+                explorer.filters["seed"].value = seeds.pop(0)
+
+        rows.append(("explorer: a filter (every panel, the diff too)", filter_seeds))
+        spans = [[60 + i * 0.1, 64] for i in range(2 * args.repeats + 2)]
+
+        def brush():
+            if explorer.parallel is None:
+                raise SystemExit("plotly is not installed: the brush cannot be timed")
+            message = {"style_data": {f"dimensions[{len(explorer.axes) - 1}].constraintrange": [[spans.pop(0)]]},
+                       "style_traces": [0], "source_view_id": None}
+            with contextlib.redirect_stdout(io.StringIO()):
+                explorer.parallel._handler_js2py_restyle({"new": message})  # what the browser sends on a brush
+
+        rows.append(("explorer: brush the metric's axis", brush))
     except ImportError:  # ipywidgets is the notebooks extra
         pass
     print(f"explorer updates on {args.records} records x {len(names)} settings x {args.metrics} metrics "

@@ -139,7 +139,9 @@ def setting_names(frame) -> list[str]:
 
 def parameter_columns(frame) -> list[str]:
     """The setting columns that take more than one value in ``frame`` (``setting_names`` order)."""
-    return [n for n in setting_names(frame) if as_text(frame[n]).nunique() > 1]
+    # a column with one raw value has one text too (the text is only needed where raw values differ:
+    # 20 and 20.0, None and NaN read alike)
+    return [n for n in setting_names(frame) if frame[n].nunique(dropna=False) > 1 and as_text(frame[n]).nunique() > 1]
 
 
 def column(frame, name: str) -> str:
@@ -162,6 +164,8 @@ def as_text(values):
     missing value is a float column in pandas)."""
     import math
 
+    import pandas as pd
+
     def text(value: Any) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "None"
@@ -169,7 +173,11 @@ def as_text(values):
             return str(int(value))
         return str(value)
 
-    return values.map(text)
+    if isinstance(values, pd.DataFrame):
+        return values.apply(as_text) if len(values.columns) else values.astype(object)
+    if type(values.dtype).__module__ == "numpy" and values.dtype.kind in "biu":  # numpy bools and ints: vectorised
+        return values.astype(str).astype(object)
+    return pd.Series([text(v) for v in values.tolist()], index=values.index, dtype=object)
 
 
 def _cell(value: Any) -> Any:

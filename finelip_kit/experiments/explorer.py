@@ -30,7 +30,7 @@ from .analysis import (SHIPPED_RECORDS, _sort_key, ablation_table, as_text, load
                        plot_ablation, plot_tradeoff)
 from .parallel import REDUCERS, axes_of, brushed, constraint_ranges, parcoords_dimensions, plot_parallel, setting_table, shown
 from .paths import check_name
-from .report import diff_runs, effects, export_effects, format_effects, setting_columns, tradeoff
+from .report import diff_runs, effects, effects_caption, export_effects, setting_columns, tradeoff
 from .shipped import in_project
 
 DEFAULT = "(preset default)"
@@ -63,7 +63,7 @@ def _figure_widget():
     try:
         import plotly.graph_objects as go
 
-        return go.FigureWidget(data=[go.Parcoords(dimensions=[])], layout={"height": 420, "margin": {"l": 60, "r": 60}}), ""
+        return go.FigureWidget(data=[go.Parcoords(dimensions=[])], layout={"height": 460, "margin": {"l": 80, "r": 80, "t": 130}}), ""
     except ImportError as error:  # the notebooks extra holds both
         return None, f"the interactive parallel plot needs plotly and anywidget ({error}): pip install 'finelip-kit[notebooks]'"
 
@@ -135,7 +135,9 @@ class AblationExplorer:
         self.figure = self.table = self.effects = self.tradeoff_figure = self.tradeoff_table = self.diff = None
         self.settings_table, self.axes, self.brushes, self.brushed_table = None, [], {}, None
         self._quiet = False  # True while the explorer itself sets controls (one refresh, not one per control)
-        self._observe([self.metric, self.effects_baseline, self.holm, *self.filters.values()], self.refresh)
+        self._observe(list(self.filters.values()), self.refresh)
+        self._observe([self.metric], self._metric_changed)
+        self._observe([self.effects_baseline, self.holm], self._update_effects)
         self._observe([self.metrics, self.reduce, self.log_axes, self.only_differing], self._update_parallel)
         self._observe([self.x, self.group, self.baseline], self._update_plot)
         self._observe([self.against], self._update_tradeoff)
@@ -161,6 +163,12 @@ class AblationExplorer:
             _heading("Trade-off"), self.against, self.tradeoff_output,
             _heading("Run against run"), widgets.HBox([self.diff_a, self.diff_b], layout=wrap), self.diff_output,
         ])
+        for control, name in ((self.effects_output, "effects"), (self.effects_baseline, "compare-with"),
+                              (self.brush_status, "brush-status"), (self.brush_output, "settings-table"),
+                              (self.status, "status")):
+            control.add_class(f"finelip-{name}")  # what the browser test (and a user's CSS) finds them by
+        if self.parallel is not None:
+            self.parallel.add_class("finelip-parallel")
         self._update_failed()
         if isinstance(view, str):
             view = self.read_view(view)
@@ -237,7 +245,8 @@ class AblationExplorer:
             self.effects_note = str(error)
             return None
         names = table.attrs["settings"]
-        labels = [", ".join(f"{n}={row[f'={n}']}" for n in names) for _, row in table.iterrows()]
+        columns = [(f"{n}=" + table[f"={n}"].astype(str)).tolist() for n in names]
+        labels = [", ".join(parts) for parts in zip(*columns)]
         options = [DEFAULT, *sorted(labels)]
         current = self.effects_baseline.value
         self._set(self.effects_baseline, options, value=current if current in options else DEFAULT)
@@ -248,9 +257,7 @@ class AblationExplorer:
         return dict(part.split("=", 1) for part in self.effects_baseline.value.split(", "))
 
     def refresh(self) -> None:
-        """Every panel again (the records, the filters, the metric or the baseline changed)."""
-        from IPython.display import HTML, display
-
+        """Every panel again (the records or the filters changed)."""
         frame = self.selection()
         for output in (self.effects_output, self.brush_output, self.plot_output, self.table_output,
                        self.tradeoff_output, self.diff_output):
@@ -259,17 +266,36 @@ class AblationExplorer:
             self.status.value = "<i>no records pass the filters</i>"
             return
         self.status.value = f"{len(frame)} record(s)"
-        self.effects = self._effects(frame)
-        with self.effects_output:
-            if self.effects is not None:
-                display(HTML(f"<b>What mattered</b> — {html.escape(format_effects(self.effects).splitlines()[0])}"))
-                display(highlight_effects(self.effects))
-            else:
-                display(HTML(f"<i>no effects table: {html.escape(self.effects_note)}</i>"))
+        self._update_effects()
         self._update_parallel()
         self._update_plot()
         self._update_tradeoff()
         self._update_diff()
+
+    def _metric_changed(self) -> None:
+        """What reads the metric (the diff shows every metric: it stays)."""
+        self._update_effects()
+        self._update_parallel()
+        self._update_plot()
+        self._update_tradeoff()
+
+    def _update_effects(self) -> None:
+        from IPython.display import HTML, display
+
+        frame = self.selection()
+        self.effects_output.clear_output(wait=True)
+        if frame.empty:
+            return
+        self.effects = self._effects(frame)
+        with self.effects_output:
+            if self.effects is not None:
+                against = ("the preset default" if self.effects_baseline.value == DEFAULT and self.default_baseline is None
+                           else ", ".join(f"{k}={v}" for k, v in self.effects.attrs["baseline"].items()))
+                display(HTML(f"<b>What mattered</b> against {html.escape(against)} — "
+                             f"{html.escape(effects_caption(self.effects))}"))
+                display(highlight_effects(self.effects))
+            else:
+                display(HTML(f"<i>no effects table: {html.escape(self.effects_note)}</i>"))
 
     # ------------------------------------------------------------------ every axis at once
     def _update_parallel(self) -> None:
@@ -291,6 +317,8 @@ class AblationExplorer:
             try:
                 with self.parallel.batch_update():
                     self.parallel.data[0].dimensions = parcoords_dimensions(self.axes)
+                    self.parallel.data[0].labelangle = -25  # long setting names stay apart
+                    self.parallel.layout.width = max(900, 80 * len(self.axes))  # plotly's own default is 700 px
                     colours = next(a for a in self.axes if a.name == self.colour).values
                     self.parallel.data[0].line = {"color": list(colours), "colorscale": "Viridis", "showscale": True,
                                                   "colorbar": {"title": {"text": self.colour}}}
@@ -421,7 +449,7 @@ class AblationExplorer:
         if not metrics.empty:
             metrics = metrics.reindex(metrics["delta"].abs().sort_values(ascending=False).index)
         with self.diff_output:
-            display(HTML(f"<b>b − a</b>: settings that differ"))
+            display(HTML("<b>b − a</b>: settings that differ"))
             display(self.diff["settings"].style.hide(axis="index"))
             display(HTML(f"every metric's paired delta (largest first; {len(metrics)} metric(s))"))
             display(metrics.style.format({c: "{:.2f}" for c in ("a", "b")} | {c: "{:+.2f}" for c in

@@ -163,17 +163,22 @@ def _cells(table, decimals: int) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def effects_caption(table) -> str:
+    """What ``effects``'s numbers are, in one line (the first line of every format)."""
+    metric, level = table.attrs.get("metric", "metric"), round(100 * table.attrs.get("level", LEVEL))
+    mark = (f"Holm-adjusted p; * where it is below {1 - level / 100:.2g}" if table.attrs.get("correction") == "holm"
+            else "* where the delta's interval excludes 0")
+    return (f"{metric}: mean over seeds with its {level}% CI (Student t); delta against the baseline, paired "
+            f"over shared seeds; {mark}")
+
+
 def format_effects(table, fmt: str = "text", decimals: int = 1) -> str:
     """``effects``'s table as ``text`` (aligned columns), ``md`` (a Markdown table) or ``latex``
     (a booktabs ``tabular``: the best mean in bold, ``$^{*}$`` where the delta is significant)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     header, body = _cells(table, decimals)
-    metric, level = table.attrs.get("metric", "metric"), round(100 * table.attrs.get("level", LEVEL))
-    mark = (f"Holm-adjusted p; * where it is below {1 - level / 100:.2g}" if table.attrs.get("correction") == "holm"
-            else "* where the delta's interval excludes 0")
-    caption = (f"{metric}: mean over seeds with its {level}% CI (Student t); delta against the baseline, paired "
-               f"over shared seeds; {mark}")
+    caption = effects_caption(table)
     if fmt == "text":
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
         lines = [caption, "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
