@@ -3,6 +3,8 @@
 reason when the packages or root are missing, unless ``FINELIP_REQUIRE_SLURM=1`` (CI), where a
 missing cluster fails the run. The pure parts and submitit's local executor run everywhere."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -256,6 +258,15 @@ def test_a_grid_on_slurm_records_what_the_local_runner_records_and_reruns_only_w
 
     there, here_table = (ablation_table(load_records(folder), "global/group/t2i") for folder in (runs, local.runs_dir))
     assert there.equals(here_table)
+    from finelip_kit.experiments.explorer import AblationExplorer
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the explorer on the SLURM grid's folder, as a user opens it
+        explorer = AblationExplorer(str(runs))
+    assert list(explorer.failed_points) == ["dataset=_nonexistent_pairs.jsonl"]
+    assert "nonexistent" in explorer.failed_points["dataset=_nonexistent_pairs.jsonl"]
+    assert list(explorer.settings_table["n"]) == [3] and explorer.settings_table["seeds"][0] == "0, 1, 2"
+    assert explorer.export_dir == runs / "exports"
+    assert list(explorer.effects["setting"]) == ["baseline"] and explorer.effects["n"][0] == 3  # one setting, 3 seeds
     # a rerun submits only the point without an ok record
     rerun = finelip(slurm, "grid", str(spec), "--executor", "slurm", "--wait")
     assert rerun.returncode == 1, rerun.stdout + rerun.stderr
