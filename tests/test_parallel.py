@@ -218,3 +218,21 @@ def test_export_writes_every_panel_under_the_results_folder(explorer, tmp_path):
     settings = pd.read_csv(tmp_path / "exports" / "settings.csv")
     assert list(settings["setting"]) == ["atrm_k=16, pe_mode=kps", "atrm_k=64, pe_mode=kps", "atrm_k=4, pe_mode=kps"]
     assert (tmp_path / "exports" / "parallel.pdf").read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.parametrize("name", ["calibration", "capacity-map", "capacity-levers", "official-switches"])
+def test_every_panel_opens_on_every_shipped_record_set_and_a_brush_narrows_it(name, tmp_path):
+    pytest.importorskip("plotly")
+    from finelip_kit.experiments.explorer import AblationExplorer
+    from finelip_kit.experiments.analysis import as_text
+    from finelip_kit.experiments.report import setting_columns
+
+    explorer = _quiet(AblationExplorer, name, tmp_path)
+    settings = len(as_text(explorer.frame[setting_columns(explorer.frame)]).drop_duplicates())  # None is a value here
+    assert len(explorer.settings_table) == settings and explorer.effects is not None and explorer.diff is not None
+    assert explorer.tradeoff_table is not None and explorer.tradeoff_table["pareto"].any()
+    metric = explorer.axes[-1]
+    low, high = metric.span
+    _quiet(explorer.brush, {metric.name: [(low + high) / 2, high]})
+    expected = sum(v >= (low + high) / 2 for v in metric.values)
+    assert 0 < len(explorer.brushed_table) == expected < settings
