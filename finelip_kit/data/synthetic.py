@@ -154,7 +154,8 @@ class SceneObject:
 class SyntheticScenes:
     """``len`` pairs of one split; ``scenes[i]`` → a record dict.
 
-    Record: ``image`` (PIL RGB), ``caption``, ``short_caption`` (the first sentence),
+    Record: ``image`` (PIL RGB), ``caption``, ``sentences`` (the caption's, as generated: what
+    ``data.captions.split_sentences`` finds in it), ``short_caption`` (the first sentence),
     ``alt_caption`` (1-3 salient objects, under 20 tokens), ``image_id`` (= index),
     ``group`` and ``member`` (the hard-negative group and the position in it),
     ``late_token`` (caption token where the group's differing details start).
@@ -196,6 +197,7 @@ class SyntheticScenes:
         return {
             "image": self._render(objects, scene["background"], render_rng),
             "caption": scene["captions"][member],
+            "sentences": list(scene["member_sentences"][member]),  # the caption's sentences, as generated
             "short_caption": scene["sentences"][0],
             "alt_caption": _alt_caption(objects, _rng(self.config.seed, self.split, group, 2 + member)),
             "image_id": index,
@@ -263,15 +265,17 @@ class SyntheticScenes:
                     f"{threshold}; raise min_objects or relation_sentences, or lower late_offset"
                 )
         late_templates = object_templates[n_objects - n_diff :]
-        captions = []
+        captions, sentences = [], []
         for objects in members:
             late_sentences = [
                 _object_sentence(o, OBJECT_TEMPLATES[t], position_style)
                 for o, t in zip(objects[len(shared) :], late_templates)
             ]
-            captions.append(" ".join(prefix + late_sentences + rest))
+            sentences.append(prefix + late_sentences + rest)
+            captions.append(" ".join(sentences[-1]))
         late_token = sum(self._counter(s) for s in prefix) if n_diff else None
-        return dict(members=members, background=background, captions=captions, sentences=prefix + rest, late_token=late_token)
+        return dict(members=members, background=background, captions=captions, sentences=prefix + rest,
+                    member_sentences=sentences, late_token=late_token)
 
     def _random_object(self, rng: np.random.Generator, row: int, col: int) -> SceneObject:
         cfg = self.config

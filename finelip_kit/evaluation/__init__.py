@@ -5,7 +5,8 @@
     retrieval.py  evaluate_retrieval: the entry point (gallery → scores → metrics → RetrievalResult)
     tables.py     the one builder of metric tables (result.table, a record's summary, the CLI's text)
     results.py    the one JSON form of an evaluation (``finelip eval --out`` and notebook 03 write it)
-    probes.py     effective_length_curve: recall as captions are cut to a length
+    probes.py     effective_length_curve: recall as captions are cut to a length; caption_probes (sentence moved,
+                  dropped, filler, shuffle, first k sentences) and himo, the prefix-monotonicity score
     zeroshot.py   evaluate_zeroshot: CLIP's zero-shot classification protocol
     published.py  the literature's numbers (PUBLISHED) and the paper-style table beside a run's
     diagnose.py   slot statistics, group margins, loss diagnostics (why a model scores what it does)
@@ -23,7 +24,7 @@ _EXPORTS = {
                                         "gallery_metrics")},
     **{name: ".tables" for name in ("metrics_table", "metrics_text")},
     **{name: ".results" for name in ("RESULTS_VERSION", "evaluation_results", "write_results")},
-    **{name: ".probes" for name in ("effective_length_curve", "plot_effective_length")},
+    **{name: ".probes" for name in ("caption_probes", "effective_length_curve", "himo", "plot_effective_length")},
     "evaluate_zeroshot": ".zeroshot",
     **{name: ".published" for name in ("PUBLISHED", "paper_table", "published_table")},
     **{name: ".diagnose" for name in ("effective_slots", "group_margins", "loss_diagnostics", "slot_similarity",

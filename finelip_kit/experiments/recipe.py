@@ -259,7 +259,7 @@ def run_trackers(spec: RunSpec, names: tuple[str, ...], folder: Path, resume: bo
 def _train_and_record(spec, resolved, model, data, trackers, on_log, started, folder, rank):
     """Train, evaluate, write the record: ``run``'s body, with the trackers open."""
     from ..data import CaptionView
-    from ..evaluation import data_protocol, evaluate_retrieval
+    from ..evaluation import caption_probes, data_protocol, evaluate_retrieval
     from ..model.pretrained import load_model
     from .records import new_record, plain_mode_names, summary_frame, write_record
     from ..train import Trainer
@@ -296,6 +296,11 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
     if test_data is not None and evaluation.alt_captions:
         alt = score(CaptionView(test_data, "alt_caption"), modes=("global",), rerank_k=None)
         metrics.update({f"alt/{k}": v for k, v in alt.items()})
+    if test_data is not None and evaluation.probes:
+        metrics.update(caption_probes(model, test_data, evaluation.probes, modes=evaluation.modes,
+                                      position=evaluation.probe_position, fillers=evaluation.probe_fillers,
+                                      max_k=evaluation.prefix_k, batch_size=evaluation.batch_size,
+                                      device=config.device if config.device != "auto" else None))
     if test_data is not None and evaluation.binding:
         metrics.update({f"binding/{k}": v for k, v in score(binding_pairs(resolved.data, len(test_data))).items()})
     val_metrics = score(val_data, split="val") if val_data is not None else {}

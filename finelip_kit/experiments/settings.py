@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
+from ..data.captions import PROBES
 from ..model.config import DEFAULT_CHUNK_BYTES, SCORE_MODES, FineLIPConfig, SettingError, closest
 from .. import schema
 from ..schema import Check, choice, integer, names, setting, validate
@@ -80,6 +81,7 @@ class DataSpec:
                  f"data settings {sorted(self.synthetic)} apply to the synthetic data only, not data.source {self.source!r}")]
 
 
+_PROBES = Check(lambda v: all(p in PROBES for p in v) and len(set(v)) == len(v), f"a list of distinct probes among {PROBES}")
 _MODES = Check(lambda v: v is None or (len(v) > 0 and all(m in SCORE_MODES for m in v)), f"None or among {SCORE_MODES}")
 
 
@@ -97,12 +99,20 @@ class EvalSpec:
     reference: bool = True  # also score the starting model as is (its original context) on the test pairs
     alt_captions: bool = False  # synthetic: also global recall with the alt-text captions (alt/global/...)
     binding: bool = False  # synthetic: also `size` test pairs in binding groups (binding/<mode>/group/t2i, ...)
+    # sentence-level robustness probes on the test captions (evaluation.caption_probes): any of move_first,
+    # drop_first, prepend_filler, shuffle, first_k (probe/<probe>/<mode>/..., prefix/k<k>/..., prefix/<mode>/himo@K)
+    probes: tuple = setting((), check=_PROBES)
+    probe_position: int = setting(2, check=integer(0))  # move_first: where the first sentence goes (0-based)
+    probe_fillers: int = setting(2, check=integer(0))  # prepend_filler: how many "This is a photo." sentences
+    prefix_k: int = setting(5, check=integer(1))  # first_k: k = 1 ... prefix_k sentences, and himo@prefix_k
     # memory the CLIM scoring may use at once (scores do not depend on it)
     chunk_bytes: int = setting(DEFAULT_CHUNK_BYTES, check=integer(1))
 
     def __post_init__(self) -> None:
         if self.modes is not None and not isinstance(self.modes, (str, bytes)):
             object.__setattr__(self, "modes", tuple(self.modes))
+        if isinstance(self.probes, (list, tuple)):
+            object.__setattr__(self, "probes", tuple(self.probes))
         validate(self, "eval.")
 
 

@@ -7,8 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.captions import CaptionAugment
 from ..model.config import ATTENTION
-from ..schema import BOOKKEEPING, RESUMABLE, Check, above, at_least, choice, integer, names, setting, validate
+from ..schema import BOOKKEEPING, RESUMABLE, Check, above, at_least, choice, integer, names, number, setting, validate
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ADAMW_KERNELS = ("auto", "fused", "foreach", "for-loop")  # train/execution.py
@@ -73,6 +74,15 @@ class TrainConfig:
     # webdataset shards: samples shuffled within a window this long (1: shard order only)
     shuffle_buffer: int = setting(1000, check=at_least(1, "1: no shuffling within shards"))
     augment: bool = False
+    # DeBias-CLIP's caption augmentations (data/captions.py), drawn per pair and epoch from the seed:
+    # the first (summary) sentence removed with this probability
+    caption_drop_summary: float = setting(0.0, check=number(0.0, 1.0))
+    # a random subset of the sentences, order kept: None (all), an integer >= 1 (at most that many) or a fraction in (0, 1]
+    caption_keep_sentences: int | float | None = setting(None, check=Check(
+        lambda v: (isinstance(v, int) and not isinstance(v, bool) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+        "None, an integer >= 1 or a fraction in (0, 1]"))
+    caption_pad_sentences: int = setting(0, check=integer(0))  # 0 … n filler sentences put first (n drawn per pair)
+    caption_filler: str = "This is a photo."  # the filler sentence
     seed: int = 0
     log_every: int = setting(10, kind=BOOKKEEPING, check=at_least(1))
     eval_every: int | None = setting(None, kind=BOOKKEEPING)  # steps; evaluation also runs at the end when eval data is given
@@ -152,3 +162,7 @@ def official_lr_factor(step: int, accumulation: int, warmup: int, total_steps: i
     return 0.5 * (1 + math.cos(math.pi * (micro - warmup) / max(1, total_steps - warmup)))
 
 
+def caption_augment(config: TrainConfig) -> CaptionAugment:
+    """The run's caption augmentations (``train.caption_*``) as one ``data.captions.CaptionAugment``."""
+    return CaptionAugment(drop_summary=float(config.caption_drop_summary), keep_sentences=config.caption_keep_sentences,
+                          pad_sentences=config.caption_pad_sentences, filler=config.caption_filler)

@@ -42,7 +42,7 @@ from .checkpoint import (
     trim_log,
     write_checkpoint,
 )
-from .config import TrainConfig, lr_factor, official_lr_factor
+from .config import TrainConfig, caption_augment, lr_factor, official_lr_factor
 from .execution import adamw, matmul_precision, pin_memory, tf32_setting, with_kernel
 from .preemption import Preempted, PreemptionFlag
 from .sampling import EpochSampler, SeededPairs, _groups
@@ -102,6 +102,9 @@ class Trainer:
         self.batch_size = process_batch_size(config, self.world_size)
         self.streamed = isinstance(train_data, ShardPairs)  # webdataset shards: whole batches come from the dataset
         if self.streamed:
+            if caption_augment(config).active:
+                raise ValueError("the caption augmentations (train.caption_*) are built for map-style data; webdataset "
+                                 "shards are streamed and do not apply them yet: turn them off or train from a pairs file")
             if config.group_batches:
                 raise ValueError("group_batches=True needs map-style data with hard-negative groups; webdataset shards "
                                  "are streamed: set group_batches=False")
@@ -109,7 +112,7 @@ class Trainer:
                                                      world_size=self.world_size, shuffle_buffer=config.shuffle_buffer,
                                                      transform=transform)
         else:
-            self.dataset = SeededPairs(train_data, transform, config.seed)
+            self.dataset = SeededPairs(train_data, transform, config.seed, captions=caption_augment(config))
             self.sampler = EpochSampler(len(self.dataset), self.batch_size, config.seed, self.rank, self.world_size,
                                         groups=_groups(train_data) if config.group_batches else None)
         self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)

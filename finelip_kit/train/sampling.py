@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from ..data.captions import CaptionAugment, augment_caption
 from ..data.collate import PairDataset
 from ..data.epochs import EpochPlan, sample_seed
 
@@ -50,18 +51,26 @@ class EpochSampler(EpochPlan, Sampler[int]):
 
 
 class SeededPairs(PairDataset):
-    """``PairDataset`` whose random augmentation is a function of ``(seed, epoch, index)``: exact resume."""
+    """``PairDataset`` whose random augmentations — the image's (``transform``) and the caption's
+    (``captions``: ``data.captions.CaptionAugment``) — are functions of ``(seed, epoch, index)``:
+    another draw each epoch, exactly the same on resume."""
 
-    def __init__(self, records, transform, seed: int):
+    def __init__(self, records, transform, seed: int, captions: CaptionAugment | None = None):
         super().__init__(records, transform)
         self.seed, self.epoch = seed, 0
+        self.captions = captions if captions is not None and captions.active else None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        seed = sample_seed(self.seed, self.epoch, index)
         if not getattr(self.transform, "train", False):
-            return super().__getitem__(index)  # deterministic already
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
-            return super().__getitem__(index)
+            item = super().__getitem__(index)  # deterministic already
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                item = super().__getitem__(index)
+        if self.captions is not None:  # Python's own generator, seeded alike: independent of the image's draws
+            item = {**item, "caption": augment_caption(item["caption"], self.captions, seed)}
+        return item
 
 
 def _groups(data) -> list[int]:

@@ -1,0 +1,237 @@
+"""Captions as sentences (issue 32, first part): the splitter on captions in each loader's layout
+and the synthetic generator's own sentences, DeBias-CLIP's augmentations (exact outputs on
+constructed captions, determinism per seed, epoch and index, resume), and the probes' transforms."""
+
+import random
+
+import pytest
+import torch
+
+from finelip_kit.data.captions import (CaptionAugment, augment_caption, augment_sentences, probe_caption, probe_sentences,
+                                       split_sentences)
+
+# one caption in the style of each source the kit loads (data/datasets.SOURCES), written for the test
+CAPTIONS = {
+    "coco": ("A man riding a wave on top of a surfboard", ["A man riding a wave on top of a surfboard"]),
+    "flickr30k": ("Two young guys with shaggy hair look at their hands while hanging out in the yard.",
+                  ["Two young guys with shaggy hair look at their hands while hanging out in the yard."]),
+    "urban1k": ("The image shows a busy street in New York, e.g. Times Square at night. Yellow taxis wait at a "
+                "light. A sign reads \"No. 7 Train.\" People cross the road",
+                ["The image shows a busy street in New York, e.g. Times Square at night.", "Yellow taxis wait at a light.",
+                 "A sign reads \"No. 7 Train.\"", "People cross the road"]),
+    "docci": ("A close-up view of a 2.5 inch tall ceramic mug.  The mug is dark blue (approx. 3.5 cm wide)! Is it "
+              "full? It is empty.",
+              ["A close-up view of a 2.5 inch tall ceramic mug.", "The mug is dark blue (approx. 3.5 cm wide)!",
+               "Is it full?", "It is empty."]),
+    "dci": ("Mr. J. Smith stands beside St. Mary's church.\nHe wears a hat, a scarf, etc. The sky is grey...",
+            ["Mr. J. Smith stands beside St. Mary's church.", "He wears a hat, a scarf, etc.", "The sky is grey..."]),
+    "sharegpt4v": ("The image showcases a vintage car, i.e. a 1950s sedan, parked at 3 p.m. on a street. Its paint "
+                   "is red vs. the white walls",
+                   ["The image showcases a vintage car, i.e. a 1950s sedan, parked at 3 p.m. on a street.",
+                    "Its paint is red vs. the white walls"]),
+}
+
+
+@pytest.mark.parametrize("source", sorted(CAPTIONS))
+def test_the_splitter_on_captions_in_each_sources_layout(source):
+    caption, sentences = CAPTIONS[source]
+    assert split_sentences(caption) == sentences
+    assert " ".join(split_sentences(caption)) == " ".join(caption.split())  # nothing lost but white space runs
+
+
+def test_the_splitter_on_edge_cases():
+    assert split_sentences("") == [] and split_sentences("   ") == []
+    assert split_sentences("no final period") == ["no final period"]
+    assert split_sentences("Wow!!! Really?! ok.") == ["Wow!!!", "Really?!", "ok."]
+    assert split_sentences("Pi is 3.14159. Next.") == ["Pi is 3.14159.", "Next."]
+    assert split_sentences("apples, pears etc. and plums.") == ["apples, pears etc. and plums."]
+
+
+def test_the_synthetic_generator_exposes_its_sentences_and_the_splitter_finds_exactly_them():
+    from finelip_kit.data.synthetic import SyntheticConfig, SyntheticScenes
+
+    scenes = SyntheticScenes(SyntheticConfig(), "val", size=24)
+    for record in (scenes[i] for i in range(24)):
+        assert split_sentences(record["caption"]) == record["sentences"]
+        assert record["sentences"][0] == record["short_caption"] and record["sentences"][0].startswith("A ")
+
+
+CAPTION = "S0 summary. S1 one. S2 two. S3 three."
+
+
+def test_each_augmentation_alone_gives_the_draws_of_its_generator():
+    sentences = split_sentences(CAPTION)
+    # summary removal: one draw from random.Random(seed).random() decides
+    for seed in range(6):
+        dropped = random.Random(seed).random() < 0.5
+        out = augment_caption(CAPTION, CaptionAugment(drop_summary=0.5), seed)
+        assert out == (" ".join(sentences[1:]) if dropped else CAPTION), seed
+    assert augment_caption(CAPTION, CaptionAugment(drop_summary=1.0), 3) == "S1 one. S2 two. S3 three."
+    assert augment_caption("Only one.", CaptionAugment(drop_summary=1.0), 3) == "Only one."  # never emptied
+    # sub-sampling: the kept sentences keep their order; an integer is at most that many, a fraction rounds
+    rng = random.Random(4)
+    rng.random()
+    chosen = sorted(rng.sample(range(4), 2))
+    assert augment_caption(CAPTION, CaptionAugment(keep_sentences=2), 4) == " ".join(sentences[i] for i in chosen)
+    assert len(split_sentences(augment_caption(CAPTION, CaptionAugment(keep_sentences=0.5), 1))) == 2
+    assert len(split_sentences(augment_caption(CAPTION, CaptionAugment(keep_sentences=0.01), 1))) == 1
+    assert augment_caption(CAPTION, CaptionAugment(keep_sentences=9), 1) == CAPTION
+    # padding: 0 ... n filler sentences first
+    counts = set()
+    for seed in range(40):
+        out = augment_caption(CAPTION, CaptionAugment(pad_sentences=2, filler="Pad."), seed)
+        pads = (len(out) - len(CAPTION)) // len("Pad. ")
+        assert out == "Pad. " * pads + CAPTION
+        counts.add(pads)
+    assert counts == {0, 1, 2}
+    assert augment_caption(CAPTION, CaptionAugment(), 5) == CAPTION  # nothing on: untouched
+
+
+def test_augmentations_together_are_a_function_of_the_seed_only():
+    augment = CaptionAugment(drop_summary=0.5, keep_sentences=2, pad_sentences=1)
+    assert [augment_caption(CAPTION, augment, s) for s in range(20)] == [augment_caption(CAPTION, augment, s) for s in range(20)]
+    assert len({augment_caption(CAPTION, augment, s) for s in range(20)}) > 3  # the seeds differ
+    out = augment_sentences(["a.", "b.", "c."], augment, random.Random(0))
+    rng = random.Random(0)
+    drop = rng.random() < 0.5
+    kept = ["b.", "c."] if drop else ["a.", "b.", "c."]
+    picked = [kept[i] for i in sorted(rng.sample(range(len(kept)), 2))]
+    assert out == ["This is a photo."] * rng.randint(0, 1) + picked
+
+
+@pytest.mark.parametrize("bad, message", [({"drop_summary": 1.5}, "drop_summary"), ({"keep_sentences": 0}, "keep_sentences"),
+                                          ({"keep_sentences": 1.5}, "keep_sentences"), ({"pad_sentences": -1}, "pad_sentences"),
+                                          ({"filler": "  "}, "filler")])
+def test_bad_augmentation_values_are_refused_naming_them(bad, message):
+    with pytest.raises(ValueError, match=message):
+        CaptionAugment(**bad)
+
+
+def test_the_augmentations_are_run_settings_and_the_training_pairs_draw_them_per_epoch_and_index():
+    from finelip_kit.data.epochs import sample_seed
+    from finelip_kit.experiments.recipe import RunSpec, resolve
+    from finelip_kit.train.config import caption_augment
+    from finelip_kit.train.sampling import SeededPairs
+
+    resolved = resolve(RunSpec(settings={"train.caption_drop_summary": 0.5, "train.caption_keep_sentences": 2,
+                                         "train.caption_pad_sentences": 1}, preset="synthetic-tiny"))
+    augment = caption_augment(resolved.train)
+    assert augment == CaptionAugment(drop_summary=0.5, keep_sentences=2, pad_sentences=1)
+    with pytest.raises(ValueError, match="caption_keep_sentences"):
+        resolve(RunSpec(settings={"train.caption_keep_sentences": 0}, preset="synthetic-tiny"))
+    records = [{"image": None, "caption": CAPTION, "image_id": i} for i in range(6)]
+    pairs = SeededPairs(records, transform=lambda image: image, seed=7, captions=augment)
+    first = [pairs[i]["caption"] for i in range(6)]
+    assert first == [augment_caption(CAPTION, augment, sample_seed(7, 0, i)) for i in range(6)]
+    pairs.epoch = 1
+    second = [pairs[i]["caption"] for i in range(6)]
+    assert second == [augment_caption(CAPTION, augment, sample_seed(7, 1, i)) for i in range(6)] and second != first
+    resumed = SeededPairs(records, transform=lambda image: image, seed=7, captions=augment)  # a restarted run
+    resumed.epoch = 1
+    assert [resumed[i]["caption"] for i in range(6)] == second
+    plain = SeededPairs(records, transform=lambda image: image, seed=7, captions=CaptionAugment())
+    assert [plain[i]["caption"] for i in range(6)] == [CAPTION] * 6
+
+
+def test_probe_transforms_on_a_constructed_caption():
+    s = ["A.", "B.", "C.", "D."]
+    assert probe_sentences(s, "move_first", 0) == s
+    assert probe_sentences(s, "move_first", 2) == ["B.", "C.", "A.", "D."]
+    assert probe_sentences(s, "move_first", 9) == ["B.", "C.", "D.", "A."]
+    assert probe_sentences(s, "drop_first") == ["B.", "C.", "D."] and probe_sentences(["A."], "drop_first") == ["A."]
+    assert probe_sentences(s, "prepend_filler", 2, filler="F.") == ["F.", "F.", *s]
+    shuffled = s.copy()
+    random.Random(3).shuffle(shuffled)
+    assert probe_sentences(s, "shuffle", seed=3) == shuffled and sorted(shuffled) == s
+    assert probe_sentences(s, "first_k", 2) == ["A.", "B."]
+    assert probe_caption("One. Two. Three.", "first_k", 1) == "One."
+    with pytest.raises(ValueError, match="probe must be one of"):
+        probe_sentences(s, "reverse")
+    with pytest.raises(ValueError, match="first_k keeps at least one"):
+        probe_sentences(s, "first_k", 0)
+
+
+def test_the_trainer_trains_on_the_augmented_captions(tmp_path):
+    from finelip_kit.train import Trainer, TrainConfig
+    from test_train import scenes, tiny
+
+    data = scenes(8)
+    trainer = Trainer(tiny(), data, TrainConfig(batch_size=4, steps=1, out_dir=str(tmp_path), progress=False,
+                                                caption_drop_summary=1.0))
+    for i in range(8):  # the summary sentence is gone from every training caption, the rest kept in order
+        assert split_sentences(trainer.dataset[i]["caption"]) == data[i]["sentences"][1:]
+    batch = trainer.collate([trainer.dataset[i] for i in range(4)])
+    expected = trainer.tokenizer([" ".join(data[i]["sentences"][1:]) for i in range(4)], context_length=trainer.model.context_length)
+    assert torch.equal(batch["input_ids"], expected.input_ids)
+
+
+# ----------------------------------------------------------------------------- probes on a tiny model
+def test_himo_is_the_mean_pearson_correlation_of_k_and_the_score():
+    from scipy.stats import pearsonr
+
+    from finelip_kit.evaluation import himo
+
+    rows = [[0.1, 0.2, 0.4, 0.3], [0.5, 0.4, 0.1, 0.0], [0.3, 0.3, 0.3, 0.3], [0.2, 0.9, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]]
+    counts = [4, 4, 4, 2, 3]  # the flat row and the two-sentence caption have no correlation
+    value, used = himo(rows, counts)
+    expected = [pearsonr(range(1, 5), rows[0])[0], pearsonr(range(1, 5), rows[1])[0], pearsonr(range(1, 4), rows[4][:3])[0]]
+    assert used == 3 and value == pytest.approx(sum(expected) / 3, rel=1e-12)
+    assert himo([[1.0, 2.0, 3.0]], [3]) == (pytest.approx(1.0), 1)
+    value, used = himo([[1.0, 1.0, 1.0]], [3])
+    assert used == 0 and value != value  # NaN, and caption_probes then records no score
+
+
+def test_caption_probes_equal_retrieval_on_the_transformed_captions_and_a_direct_himo():
+    import torch.nn.functional as F
+
+    from finelip_kit.data.synthetic import SyntheticConfig, SyntheticScenes
+    from finelip_kit.evaluation import caption_probes, evaluate_retrieval, himo
+    from finelip_kit.model.tokenizer import get_tokenizer
+    from test_train import tiny
+
+    model = tiny()
+    data = [dict(r) for r in SyntheticScenes(SyntheticConfig(image_size=32), "test", size=8)]
+    found = caption_probes(model, data, modes=("global", "fine"), position=1, fillers=3, max_k=4)
+    for probe, transform in (("move_first", lambda c: probe_caption(c, "move_first", 1)),
+                             ("drop_first", lambda c: probe_caption(c, "drop_first")),
+                             ("prepend_filler", lambda c: probe_caption(c, "prepend_filler", 3))):
+        direct = evaluate_retrieval(model, [{**r, "caption": transform(r["caption"])} for r in data], modes=("global", "fine"))
+        for mode in ("global", "fine"):
+            for metric in ("t2i/R@1", "i2t/R@1", "group/t2i"):
+                assert found[f"probe/{probe}/{mode}/{metric}"] == pytest.approx(direct.metrics[f"{mode}/{metric}"]), (probe, mode)
+    shuffled = [{**r, "caption": probe_caption(r["caption"], "shuffle", seed=i)} for i, r in enumerate(data)]
+    assert found["probe/shuffle/global/t2i/R@1"] == pytest.approx(evaluate_retrieval(model, shuffled, modes=("global",)).metrics[
+        "global/t2i/R@1"])
+    # the first-k curve and himo@4 from the model's embeddings directly (global: cosine of image and caption)
+    tokenizer = get_tokenizer(context_length=model.context_length)
+    from finelip_kit.data.transforms import clip_transform
+
+    transform = clip_transform(model.config.vision)
+    model.eval()
+    with torch.no_grad():
+        images = F.normalize(model.encode_image(torch.stack([transform(r["image"]) for r in data])).global_, dim=-1)
+        rows = []
+        for k in range(1, 5):
+            batch = tokenizer([probe_caption(r["caption"], "first_k", k) for r in data], context_length=model.context_length)
+            texts = F.normalize(model.encode_text(batch.input_ids, batch.attention_mask).global_, dim=-1)
+            rows.append((images * texts).sum(-1).tolist())
+            k_direct = evaluate_retrieval(model, [{**r, "caption": probe_caption(r["caption"], "first_k", k)} for r in data],
+                                          modes=("global",))
+            assert found[f"prefix/k{k}/global/t2i/R@1"] == pytest.approx(k_direct.metrics["global/t2i/R@1"])
+    value, used = himo([list(r) for r in zip(*rows)], [len(r["sentences"]) for r in data])
+    assert used == found["prefix/global/himo_captions"] == 8
+    assert found["prefix/global/himo@4"] == pytest.approx(value, abs=1e-5)
+    assert "prefix/fine/himo@4" in found and all(v == v for v in found.values())  # every number finite
+
+
+def test_probes_are_eval_settings_and_reach_the_record(tmp_path):
+    from finelip_kit.experiments.recipe import RunSpec, run
+
+    result = run(RunSpec(settings={"train.steps": 2, "train.batch_size": 8, "eval.size": 8, "eval.reference": False,
+                                   "eval.probes": ["drop_first", "first_k"], "eval.prefix_k": 3,
+                                   "data.sizes_per_split": {"train": 16, "val": 8, "test": 8}},
+                         preset="synthetic-tiny", name="probes", results_dir=str(tmp_path), progress=False))
+    metrics = result.record["metrics"]
+    assert {"probe/drop_first/global/t2i/R@1", "prefix/k3/global/t2i/R@1", "prefix/global/himo_captions"} <= set(metrics)
+    assert not any(k.startswith("probe/shuffle") for k in metrics)
+    assert result.record["settings"]["eval.probes"] == ["drop_first", "first_k"]
