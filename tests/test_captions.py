@@ -235,3 +235,40 @@ def test_probes_are_eval_settings_and_reach_the_record(tmp_path):
     assert {"probe/drop_first/global/t2i/R@1", "prefix/k3/global/t2i/R@1", "prefix/global/himo_captions"} <= set(metrics)
     assert not any(k.startswith("probe/shuffle") for k in metrics)
     assert result.record["settings"]["eval.probes"] == ["drop_first", "first_k"]
+
+
+# ----------------------------------------------------------------------------- the synthetic shortcut knobs
+def test_the_synthetic_summary_and_detail_position_knobs():
+    from finelip_kit.data.synthetic import SyntheticConfig, SyntheticScenes
+    from finelip_kit.experiments.settings import all_keys
+
+    assert {"data.summary", "data.summary_objects", "data.detail_position"} <= set(all_keys())  # grid axes
+    plain = SyntheticScenes(SyntheticConfig(), "test", size=16)
+    knobs = {"none": SyntheticScenes(SyntheticConfig(summary=False), "test", size=16),
+             "named": SyntheticScenes(SyntheticConfig(summary_objects=2), "test", size=16),
+             "early": SyntheticScenes(SyntheticConfig(detail_position="early"), "test", size=16),
+             "anywhere": SyntheticScenes(SyntheticConfig(detail_position="anywhere"), "test", size=16)}
+    positions = set()
+    for i in range(16):
+        base, group = plain[i], plain._group(i // 4)
+        summary = base["sentences"][0]
+        assert summary.startswith("A ") and "canvas with" in summary
+        assert not any("canvas with" in s for s in knobs["none"][i]["sentences"])  # no summary sentence at all
+        assert knobs["none"][i]["short_caption"] == knobs["none"][i]["sentences"][0]
+        named = knobs["named"][i]["sentences"][0]
+        first_two = [f"a {o.name(with_size=True)}" for o in group["members"][0][:2]]
+        assert named == summary[:-1] + f", among them {first_two[0]} and {first_two[1]}."
+        early, differing = knobs["early"][i], set(base["sentences"]) - set(group["sentences"])
+        assert set(early["sentences"][1:1 + len(differing)]) == differing  # right after the summary
+        assert early["late_token"] == plain._counter(summary)
+        anywhere = knobs["anywhere"][i]
+        at = next(j for j, s in enumerate(anywhere["sentences"]) if s in differing)
+        positions.add(at)
+        assert anywhere["late_token"] == sum(plain._counter(s) for s in anywhere["sentences"][:at])
+        for scenes in knobs.values():
+            assert split_sentences(scenes[i]["caption"]) == scenes[i]["sentences"]
+    assert len(positions) > 1  # "anywhere" varies between groups (and is the same on every read)
+    assert [knobs["anywhere"][i]["caption"] for i in range(16)] == [
+        SyntheticScenes(SyntheticConfig(detail_position="anywhere"), "test", size=16)[i]["caption"] for i in range(16)]
+    with pytest.raises(ValueError, match="detail_position"):
+        SyntheticConfig(detail_position="middle")

@@ -71,6 +71,7 @@ RELATION_TEMPLATES = (
     "Look for the {a} {relation} the {b}.",
 )
 GROUP_KINDS = ("replace", "binding")
+DETAIL_POSITIONS = ("late", "early", "anywhere")  # where a caption's differing sentences sit
 ATTRIBUTES = ("colour", "shape", "size")
 # CLIP's 77-token context keeps BOS + 75 text tokens + EOT.
 CLIP_TEXT_TOKENS = 75
@@ -93,6 +94,13 @@ class SyntheticConfig:
     # "replace": the late objects are redrawn; "binding": two late objects swap attributes
     group_kind: str = setting("replace", check=choice(GROUP_KINDS))
     late_offset: int = setting(0, check=at_least(0))  # the differing sentences start after 75 + late_offset caption tokens
+    # the shortcut DeBias-CLIP describes: a first sentence that summarises the scene (False: none), naming this
+    # many of the shared objects ("..., among them a large red square and a small blue ring.")
+    summary: bool = True
+    summary_objects: int = setting(0, check=at_least(0))
+    # "late": after 75 + late_offset tokens (the 77-token cut loses them); "early": right after the summary;
+    # "anywhere": at a random place among the shared sentences
+    detail_position: str = setting("late", check=choice(DETAIL_POSITIONS))
     noise: float = setting(6.0, check=at_least(0))  # pixel noise std (0-255 scale)
     colour_jitter: float = setting(10.0, check=at_least(0))  # per-object colour std
     seed: int = 0
@@ -198,7 +206,7 @@ class SyntheticScenes:
             "image": self._render(objects, scene["background"], render_rng),
             "caption": scene["captions"][member],
             "sentences": list(scene["member_sentences"][member]),  # the caption's sentences, as generated
-            "short_caption": scene["sentences"][0],
+            "short_caption": (scene["sentences"] or scene["member_sentences"][member])[0],
             "alt_caption": _alt_caption(objects, _rng(self.config.seed, self.split, group, 2 + member)),
             "image_id": index,
             "group": group,
@@ -247,14 +255,21 @@ class SyntheticScenes:
         position_style = int(rng.integers(len(POSITION_STYLES)))
         object_templates = rng.integers(len(OBJECT_TEMPLATES), size=n_objects)
         intro = f"A {background} canvas with {_count(n_objects)} shapes on a {cfg.grid_size} by {cfg.grid_size} grid."
+        if cfg.summary_objects:  # a more informative summary: it names some shared objects (no draw: the first ones)
+            named = [f"a {o.name(with_size=True)}" for o in shared[: cfg.summary_objects]]
+            intro = intro[:-1] + ", among them " + (" and ".join(named) if len(named) < 3 else
+                                                    ", ".join(named[:-1]) + " and " + named[-1]) + "."
         shared_sentences = [
             _object_sentence(o, OBJECT_TEMPLATES[t], position_style) for o, t in zip(shared, object_templates)
         ]
         shared_sentences += [_relation_sentence(shared, rng) for _ in range(cfg.relation_sentences) if len(shared) >= 2]
         order = rng.permutation(len(shared_sentences))
-        prefix, rest = [intro], [shared_sentences[i] for i in order]
+        prefix, rest = ([intro] if cfg.summary else []), [shared_sentences[i] for i in order]
         threshold = CLIP_TEXT_TOKENS + cfg.late_offset
-        while sum(self._counter(s) for s in prefix) < threshold and n_diff:
+        if cfg.detail_position == "anywhere" and n_diff:  # its own stream: the other draws stay as they were
+            at = int(_rng(cfg.seed, self.split, group, DETAIL_STREAM).integers(len(rest) + 1))
+            prefix, rest = prefix + rest[:at], rest[at:]
+        while cfg.detail_position == "late" and sum(self._counter(s) for s in prefix) < threshold and n_diff:
             if rest:
                 prefix.append(rest.pop(0))
             elif len(shared) >= 2:
@@ -326,6 +341,9 @@ def _swaps(first: SceneObject, second: SceneObject, cfg: SyntheticConfig, rng: n
             a[name], b[name] = b[name], a[name]
         variants.append([SceneObject(first.row, first.col, **a), SceneObject(second.row, second.col, **b)])
     return variants
+
+
+DETAIL_STREAM = 1_000_003  # the random stream of detail_position="anywhere" (alt captions use 2 + member)
 
 
 def _rng(seed: int, split: str, group: int, stream: int) -> np.random.Generator:
