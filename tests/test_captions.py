@@ -7,6 +7,8 @@ import random
 import pytest
 import torch
 
+import fakes
+from finelip_kit.data import load_pairs
 from finelip_kit.data.captions import (CaptionAugment, augment_caption, augment_sentences, probe_caption, probe_sentences,
                                        split_sentences)
 
@@ -37,6 +39,45 @@ def test_the_splitter_on_captions_in_each_sources_layout(source):
     caption, sentences = CAPTIONS[source]
     assert split_sentences(caption) == sentences
     assert " ".join(split_sentences(caption)) == " ".join(caption.split())  # nothing lost but white space runs
+
+
+LAYOUTS = {  # each layout the kit reads (tests/fakes.py), with the loader's own split
+    "urban1k": lambda root: load_pairs("urban1k", root=fakes.urban1k(root), cache_dir=root / "cache"),
+    "docci": lambda root: load_pairs("docci", split="test", root=fakes.docci(root)),
+    "dci": lambda root: load_pairs("dci", split="all", root=fakes.dci(root)),
+    "sharegpt4v": lambda root: load_pairs("sharegpt4v", split="eval", root=fakes.sharegpt4v(root, n=4)),
+    "flickr30k": lambda root: load_pairs("flickr30k", split="test", root=fakes.karpathy(root, "flickr30k")),
+    "coco-karpathy": lambda root: load_pairs("coco", split="test", root=fakes.karpathy(root, "coco")),
+    "coco-val2017": lambda root: load_pairs("coco", split="val2017", root=fakes.coco_official(root)),
+    "jsonl": lambda root: load_pairs(fakes.own_jsonl(root)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_splitter_and_the_probes_on_captions_loaded_from_each_layout(tmp_path, monkeypatch, layout):
+    """The captions of CAPTIONS, written in each real on-disk layout and read back by its loader: the
+    splitter finds their sentences, and the probes transform them."""
+    styled = [caption for caption, _ in CAPTIONS.values()]
+    expected = {" ".join(caption.split()): sentences for caption, sentences in CAPTIONS.values()}
+    monkeypatch.setattr(fakes, "CAPTIONS", styled)
+    pairs = LAYOUTS[layout](tmp_path)
+    assert len(pairs) > 0
+    seen = 0
+    for i in range(len(pairs)):
+        caption = pairs[i]["caption"]
+        sentences = split_sentences(caption)
+        assert " ".join(sentences) == " ".join(caption.split())
+        text = " ".join(caption.split())
+        for known, known_sentences in expected.items():  # the fakes add text before (DCI's short caption) or after
+            if text == known or (text.startswith(known + " ") and known[-1] in ".!?"):  # an unended caption runs on
+                assert sentences[: len(known_sentences)] == known_sentences
+                seen += 1
+            elif text.endswith(" " + known):
+                assert sentences[-len(known_sentences):] == known_sentences
+                seen += 1
+        assert probe_caption(caption, "first_k", 1) == sentences[0]
+        assert probe_caption(caption, "move_first", 9) == " ".join(sentences[1:] + sentences[:1])  # nothing lost or added
+    assert seen > 0
 
 
 def test_the_splitter_on_edge_cases():
@@ -166,18 +207,21 @@ def test_the_trainer_trains_on_the_augmented_captions(tmp_path):
 
 
 # ----------------------------------------------------------------------------- probes on a tiny model
-def test_himo_is_the_mean_pearson_correlation_of_k_and_the_score():
+def test_himo_is_the_mean_pearson_correlation_of_k_and_the_score_as_himo_clip_computes_it():
     from scipy.stats import pearsonr
 
     from finelip_kit.evaluation import himo
 
-    rows = [[0.1, 0.2, 0.4, 0.3], [0.5, 0.4, 0.1, 0.0], [0.3, 0.3, 0.3, 0.3], [0.2, 0.9, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]]
-    counts = [4, 4, 4, 2, 3]  # the flat row and the two-sentence caption have no correlation
+    rows = [[0.1, 0.2, 0.4, 0.3], [0.5, 0.4, 0.1, 0.0], [0.3, 0.3, 0.3, 0.3], [0.2, 0.9, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4],
+            [0.7, 0.1, 0.2, 0.3]]
+    counts = [4, 4, 4, 2, 3, 1]  # a flat score counts as 0 (HiMo-CLIP's get_himo.py); a one-sentence caption has no curve
     value, used = himo(rows, counts)
-    expected = [pearsonr(range(1, 5), rows[0])[0], pearsonr(range(1, 5), rows[1])[0], pearsonr(range(1, 4), rows[4][:3])[0]]
-    assert used == 3 and value == pytest.approx(sum(expected) / 3, rel=1e-12)
+    expected = [pearsonr(range(1, 5), rows[0])[0], pearsonr(range(1, 5), rows[1])[0], 0.0, 1.0,
+                pearsonr(range(1, 4), rows[4][:3])[0]]
+    assert used == 5 and value == pytest.approx(sum(expected) / 5, rel=1e-12)
     assert himo([[1.0, 2.0, 3.0]], [3]) == (pytest.approx(1.0), 1)
-    value, used = himo([[1.0, 1.0, 1.0]], [3])
+    assert himo([[1.0, 1.0, 1.0]], [3]) == (0.0, 1)
+    value, used = himo([[1.0, 2.0]], [1])
     assert used == 0 and value != value  # NaN, and caption_probes then records no score
 
 
@@ -272,3 +316,76 @@ def test_the_synthetic_summary_and_detail_position_knobs():
         SyntheticScenes(SyntheticConfig(detail_position="anywhere"), "test", size=16)[i]["caption"] for i in range(16)]
     with pytest.raises(ValueError, match="detail_position"):
         SyntheticConfig(detail_position="middle")
+
+
+# ----------------------------------------------------------------------------- shuffling and two text inputs
+def test_shuffling_permutes_the_kept_sentences_after_the_other_draws():
+    augment = CaptionAugment(drop_summary=1.0, keep_sentences=2, shuffle=True)
+    for seed in range(8):
+        rng = random.Random(seed)
+        rng.random()  # the summary draw
+        kept = [["S1 one.", "S2 two.", "S3 three."][i] for i in sorted(rng.sample(range(3), 2))]
+        rng.shuffle(kept)
+        rng.randint(0, 0)  # the padding draw
+        assert augment_caption(CAPTION, augment, seed) == " ".join(kept), seed
+    outputs = {augment_caption(CAPTION, CaptionAugment(shuffle=True), s) for s in range(30)}
+    assert all(sorted(split_sentences(o)) == sorted(split_sentences(CAPTION)) for o in outputs) and len(outputs) > 6
+    # turning the shuffle on leaves the other augmentations' draws as they were
+    unshuffled = CaptionAugment(drop_summary=0.5, keep_sentences=3)
+    for seed in range(10):
+        plain = split_sentences(augment_caption(CAPTION, unshuffled, seed))
+        assert sorted(split_sentences(augment_caption(CAPTION, CaptionAugment(drop_summary=0.5, keep_sentences=3, shuffle=True),
+                                                      seed))) == sorted(plain)
+
+
+def test_two_text_inputs_train_on_the_full_caption_beside_the_augmented_one(tmp_path):
+    from finelip_kit.train import Trainer, TrainConfig
+    from test_train import scenes, tiny
+
+    data = scenes(8)
+    with pytest.raises(ValueError, match="no caption augmentation is on"):
+        TrainConfig(caption_inputs="full+augmented")
+    config = TrainConfig(batch_size=4, steps=1, out_dir=str(tmp_path), progress=False, caption_drop_summary=1.0,
+                         caption_inputs="full+augmented", caption_augmented_weight=0.5)
+    model = tiny(loss="global+fine")
+    trainer = Trainer(model, data, config)
+    items = [trainer.dataset[i] for i in range(4)]
+    assert [r["caption"] for r in items] == [data[i]["caption"] for i in range(4)]  # the full caption kept ...
+    assert [split_sentences(r["augmented_caption"]) for r in items] == [data[i]["sentences"][1:] for i in range(4)]  # ... and beside it
+    batch = trainer.collate(items)
+    expected = trainer.tokenizer([r["augmented_caption"] for r in items], context_length=model.context_length)
+    assert torch.equal(batch["augmented_input_ids"], expected.input_ids)
+    # the loss: each term on the full caption, plus the weight times the same term on the augmented one
+    model.eval()
+    with torch.no_grad():
+        terms = model(batch, augmented_weight=0.5)
+        image = model.encode_image(batch["images"])
+        full = model.loss_terms(image, model.encode_text(batch["input_ids"], batch["attention_mask"]), batch["image_ids"])
+        augmented = model.loss_terms(image, model.encode_text(batch["augmented_input_ids"], batch["augmented_attention_mask"]),
+                                     batch["image_ids"])
+    for name in ("global", "fine"):
+        assert torch.equal(terms[name], full[name]) and torch.equal(terms[f"{name}_augmented"], augmented[name])
+    torch.testing.assert_close(terms["loss"], full["loss"] + 0.5 * augmented["loss"], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("grad_cache", [False, True])
+def test_training_with_the_augmentations_resumes_bitwise(tmp_path, grad_cache):
+    from finelip_kit.train import Trainer, TrainConfig
+    from test_train import scenes, tiny
+
+    data = scenes(16)
+    settings = dict(steps=4, batch_size=4, warmup_steps=0, progress=False, lr_backbone=1e-3, lr_new=1e-3, save_every=2,
+                    keep_last=4, log_every=1, caption_drop_summary=0.5, caption_keep_sentences=0.5,
+                    caption_shuffle_sentences=True, caption_pad_sentences=2, caption_inputs="full+augmented",
+                    grad_cache=grad_cache, accumulation=2 if grad_cache else 1)
+
+    def train(name, resume=None):
+        model = tiny(loss="global+fine")
+        history = Trainer(model, data, TrainConfig(out_dir=str(tmp_path / name), resume=resume, **settings)).fit()
+        return model.state_dict(), history
+
+    straight, history = train("straight")
+    assert {"global_augmented", "fine_augmented"} <= set(history[-1])  # both inputs' terms are logged
+    resumed, _ = train("resumed", resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key

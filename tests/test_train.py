@@ -153,11 +153,14 @@ def test_plain_accumulation_averages_micro_batch_gradients(tmp_path):
         torch.testing.assert_close(accumulated[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("loss, diversity", [("global", 0.0), ("fine", 0.0), ("global+fine", 0.0), ("global+fine", 0.5)])
-def test_gradient_caching_equals_one_big_batch(tmp_path, loss, diversity):
+@pytest.mark.parametrize("loss, diversity, two_inputs", [("global", 0.0, False), ("fine", 0.0, False), ("global+fine", 0.0, False),
+                                                        ("global+fine", 0.5, False), ("global+fine", 0.0, True)])
+def test_gradient_caching_equals_one_big_batch(tmp_path, loss, diversity, two_inputs):
     # In float64, so the comparison sees the math, not float32 summation order (which differs at ~1e-6).
+    # two_inputs: DeBias-CLIP's augmented caption beside the full one (train.caption_inputs)
     model = tiny(loss=loss, pcm_weight=0.5, pcm_components=4, slot_diversity_weight=diversity).double()
-    trainer = Trainer(model, scenes(16), config(tmp_path, batch_size=4, accumulation=2, grad_cache=True))
+    captions = dict(caption_drop_summary=1.0, caption_pad_sentences=2, caption_inputs="full+augmented") if two_inputs else {}
+    trainer = Trainer(model, scenes(16), config(tmp_path, batch_size=4, accumulation=2, grad_cache=True, **captions))
 
     def batch(indices):
         return trainer.collate([trainer.dataset[i] for i in indices])
@@ -171,6 +174,7 @@ def test_gradient_caching_equals_one_big_batch(tmp_path, loss, diversity):
     big_terms = model({**big, "images": big["images"].double()})
     big_terms["loss"].backward()
     torch.testing.assert_close(cached_terms["loss"], big_terms["loss"].detach(), atol=1e-10, rtol=0)
+    assert ("global_augmented" in big_terms) == two_inputs and ("augmented_input_ids" in big) == two_inputs
     assert cached.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
     for name, param in model.named_parameters():
         if param.grad is not None:

@@ -12,8 +12,16 @@ code was not readable here; what was chosen is said on each function):
 - ``drop_summary`` (a probability): the first sentence removed (a caption of one sentence is kept);
 - ``keep_sentences``: a random subset of the remaining sentences, their order kept — an integer
   (at most that many) or a fraction in (0, 1] of them (at least one);
+- ``shuffle``: the kept sentences in a random order (the project page says the rest is "randomly
+  permuted and sub-sampled"; off by default, so sub-sampling alone keeps the caption's order);
 - ``pad_sentences``: 0 … n filler sentences (``filler``) put before the caption, the number drawn
-  per caption, so that the content reaches text positions a plain caption never fills.
+  per caption, so that the content reaches text positions a plain caption never fills. (The paper
+  pads "the token sequence"; the kit pads with whole filler sentences, its own evaluation's filler,
+  so that a padded caption is still a caption every tokenizer reads the same way.)
+
+DeBias-CLIP trains on two text inputs, the full caption and an augmented one, each with the loss
+(``train.caption_inputs = "full+augmented"``, in the trainer and ``FineLIP.loss_terms``); with
+``"augmented"`` the augmented caption replaces the full one.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import re
 from dataclasses import dataclass
 
 FILLER = "This is a photo."
+# how the augmented caption enters training: in place of the caption, or beside it (DeBias-CLIP's two inputs)
+CAPTION_INPUTS = ("augmented", "full+augmented")
 # Words ending in a period that do not end a sentence (lower case, without the final period).
 ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "approx", "fig", "cf",
                            "u.s", "u.k", "a.m", "p.m", "ca", "mt"})
@@ -73,13 +83,15 @@ def join_sentences(sentences: list[str]) -> str:
 class CaptionAugment:
     """DeBias-CLIP's caption augmentations (all off by default). ``drop_summary``: the probability
     of removing the first sentence; ``keep_sentences``: None (all), an integer ≥ 1 (at most that
-    many, chosen at random, order kept) or a fraction in (0, 1]; ``pad_sentences``: the most filler
-    sentences put in front (0 … n, uniform); ``filler``: their text."""
+    many, chosen at random, order kept) or a fraction in (0, 1]; ``shuffle``: the kept sentences in
+    a random order; ``pad_sentences``: the most filler sentences put in front (0 … n, uniform);
+    ``filler``: their text."""
 
     drop_summary: float = 0.0
     keep_sentences: int | float | None = None
     pad_sentences: int = 0
     filler: str = FILLER
+    shuffle: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.drop_summary <= 1.0:
@@ -94,13 +106,14 @@ class CaptionAugment:
 
     @property
     def active(self) -> bool:
-        return bool(self.drop_summary or self.keep_sentences is not None or self.pad_sentences)
+        return bool(self.drop_summary or self.keep_sentences is not None or self.pad_sentences or self.shuffle)
 
 
 def augment_sentences(sentences: list[str], augment: CaptionAugment, rng: random.Random) -> list[str]:
-    """The augmentations in order — summary removal, sub-sampling, padding — drawing from ``rng``
-    in a fixed order (one draw each, whether it acts or not), so a caption's result depends only
-    on the seed."""
+    """The augmentations in order — summary removal, sub-sampling, shuffling, padding — drawing from
+    ``rng`` in a fixed order (one draw each, whether it acts or not; the shuffle draws only when on,
+    so turning it on leaves the other augmentations' draws as they were), so a caption's result
+    depends only on the seed."""
     out = list(sentences)
     drop = rng.random() < augment.drop_summary
     if drop and len(out) > 1:
@@ -109,6 +122,8 @@ def augment_sentences(sentences: list[str], augment: CaptionAugment, rng: random
     count = len(out) if keep is None else (min(keep, len(out)) if isinstance(keep, int) else max(1, round(keep * len(out))))
     chosen = sorted(rng.sample(range(len(out)), count)) if out else []
     out = [out[i] for i in chosen]
+    if augment.shuffle:
+        rng.shuffle(out)
     pad = rng.randint(0, augment.pad_sentences)
     return [augment.filler] * pad + out
 

@@ -36,8 +36,10 @@ class Collate:
 
     Batch: ``images`` ``(b, 3, s, s)``, ``input_ids``/``attention_mask`` ``(b, n)``,
     ``image_ids`` ``(b,)``, ``groups`` ``(b,)`` (when records carry them),
-    ``short_input_ids``/``short_attention_mask`` (with ``short_captions=True``), and
-    ``stats``: ``{"truncated": captions cut at the context, "captions": b}``.
+    ``short_input_ids``/``short_attention_mask`` (with ``short_captions=True``),
+    ``augmented_input_ids``/``augmented_attention_mask`` (when the records carry an
+    ``augmented_caption``: a second text input), and ``stats``: ``{"truncated": captions cut at
+    the context, augmented ones included, "captions": b}``.
     """
 
     def __init__(self, tokenizer: CLIPTextTokenizer, context_length: int | None = None, short_captions: bool = False):
@@ -56,6 +58,10 @@ class Collate:
         }
         if all("group" in r and r["group"] is not None for r in records):
             batch["groups"] = torch.tensor([int(r["group"]) for r in records])
+        if "augmented_caption" in records[0]:  # DeBias-CLIP's second text input (train.caption_inputs)
+            augmented = self.tokenizer([r["augmented_caption"] for r in records], context_length=self.context_length)
+            batch["augmented_input_ids"], batch["augmented_attention_mask"] = augmented.input_ids, augmented.attention_mask
+            batch["stats"]["truncated"] += augmented.num_truncated
         if self.short_captions:
             short = self.tokenizer([r["short_caption"] or r["caption"] for r in records], context_length=self.context_length)
             batch["short_input_ids"], batch["short_attention_mask"] = short.input_ids, short.attention_mask

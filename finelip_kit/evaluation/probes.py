@@ -59,28 +59,28 @@ def plot_effective_length(curve, title: str = "effective length"):
     return fig
 
 
-def himo(scores: Sequence[Sequence[float]], counts: Sequence[int], min_points: int = 3) -> tuple[float, int]:
-    """The prefix-monotonicity score: for each caption, the Pearson correlation between k and its
-    own image's score with the caption's first k sentences, over k = 1 … min(K, its sentences)
-    (``scores[i][k-1]``, ``counts[i]``: its number of sentences); the mean over captions. Captions
-    with fewer than ``min_points`` such k, or whose scores do not change with k, have no correlation
-    and are left out; returns (mean, captions scored). +1: every added sentence raises the score in
-    proportion; HiMo-CLIP reports Long-CLIP B/16 at −0.55 on its HiMo@K (this is the kit's reading of
-    that definition: the paper's code was not readable here)."""
+def himo(scores: Sequence[Sequence[float]], counts: Sequence[int]) -> tuple[float, int]:
+    """HiMo@K, as HiMo-CLIP's evaluation computes it (``eval/text_mono/get_himo.py``): for each
+    caption, the Pearson correlation between k and its own image's score with the caption's first
+    k sentences, over k = 1 … min(K, its sentences) (``scores[i][k-1]``; ``counts[i]``: the
+    caption's number of sentences); a score that does not move with k counts as 0, as there; the
+    mean over captions. Captions of one sentence have no curve and are left out (HiMo-CLIP's set
+    holds none). Returns (mean, captions scored); (NaN, 0) when none has two sentences.
+    +1: every added sentence raises the score in proportion (HiMo-CLIP reports HiMo@5 on its DOCCI
+    subset of 5-sentence prefix chains; the kit takes the prefixes from ``data.captions.split_sentences``,
+    where HiMo-CLIP's chains were cut by hand, some at semicolons)."""
     import math
 
     values = []
     for row, count in zip(scores, counts):
         ys = [float(v) for v in list(row)[: min(len(row), int(count))]]
-        if len(ys) < min_points:
+        if len(ys) < 2:
             continue
         xs = list(range(1, len(ys) + 1))
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
         sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
-        if syy <= 1e-24 * max(1.0, my * my):
-            continue  # the score does not move with k: no correlation
-        values.append(sxy / math.sqrt(sxx * syy))
+        values.append(sxy / math.sqrt(sxx * syy) if syy > 0 else 0.0)
     if not values:
         return math.nan, 0
     return sum(values) / len(values), len(values)
@@ -107,7 +107,7 @@ def caption_probes(
       ``probe/shuffle/...`` (each caption's sentences shuffled, ``random.Random(seed + caption index)``);
     - ``first_k``: ``prefix/k<k>/<mode>/<metric>`` for k = 1 … ``max_k`` (the first k sentences),
       ``prefix/<mode>/himo@<max_k>`` (``himo`` over those k) and ``prefix/<mode>/himo_captions``
-      (how many captions it scored; the others have fewer than 3 sentences or a flat score).
+      (how many captions it scored; the others have one sentence).
 
     ``<metric>``: R@1 each way and, where the data has groups, within-group accuracy."""
     from ..data.captions import PROBES, probe_caption, split_sentences

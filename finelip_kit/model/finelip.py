@@ -224,31 +224,39 @@ class FineLIP(nn.Module):
     # ---------------------------------------------------------------- training
     def forward(
         self, batch: dict[str, Any], fine_weight: float | None = None, negatives: str | None = None,
-        global_weight: float | None = None,
+        global_weight: float | None = None, augmented_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """Loss terms for a batch of pairs: ``{"loss": total, "global"?, "fine"?, "pcm"?}``.
+        """Loss terms for a batch of pairs: ``{"loss": total, "global"?, "fine"?, "pcm"?,
+        "global_augmented"?, "fine_augmented"?}``.
 
         ``batch``: ``images`` ``(b, 3, h, w)``, ``input_ids`` ``(b, n)``, optional
         ``attention_mask``, ``image_ids`` ``(b,)`` (pairs sharing an image are not negatives),
-        ``short_input_ids``/``short_attention_mask`` (for the primary-component term).
+        ``short_input_ids``/``short_attention_mask`` (for the primary-component term),
+        ``augmented_input_ids``/``augmented_attention_mask`` (a second text input: DeBias-CLIP's
+        augmented caption, with the same losses, weighted by ``augmented_weight``).
         ``fine_weight``/``negatives``/``global_weight`` override the config (the trainer's ramp,
         switch and fine-only warm-up).
         """
-        return self.loss_terms(**self.encode_batch(batch), image_ids=batch.get("image_ids"),
-                               fine_weight=fine_weight, negatives=negatives, global_weight=global_weight)
+        return self.loss_terms(**self.encode_batch(batch), image_ids=batch.get("image_ids"), fine_weight=fine_weight,
+                               negatives=negatives, global_weight=global_weight, augmented_weight=augmented_weight)
 
     def encode_batch(self, batch: dict[str, Any]) -> dict[str, Features | None]:
-        """Everything the losses need from a batch: ``image``, ``text`` and (for PCM) ``short``."""
+        """Everything the losses need from a batch: ``image``, ``text``, (for PCM) ``short`` and (for
+        two text inputs) ``augmented``."""
         fine = self.config.loss != "global"
         short = None
         if self.config.pcm_weight > 0:
             if "short_input_ids" not in batch:
                 raise KeyError("pcm_weight > 0 needs short captions in the batch ('short_input_ids'); set pcm_weight=0 or add them")
             short = self.text(batch["short_input_ids"], batch.get("short_attention_mask"))
+        augmented = None
+        if "augmented_input_ids" in batch:
+            augmented = self.encode_text(batch["augmented_input_ids"], batch.get("augmented_attention_mask"), fine=fine)
         return {
             "image": self.encode_image(batch["images"], fine=fine),
             "text": self.encode_text(batch["input_ids"], batch.get("attention_mask"), fine=fine),
             "short": short,
+            "augmented": augmented,
         }
 
     def loss_terms(
@@ -260,8 +268,13 @@ class FineLIP(nn.Module):
         fine_weight: float | None = None,
         negatives: str | None = None,
         global_weight: float | None = None,
+        augmented: Features | None = None,
+        augmented_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """The configured loss recipe on encoded features (see ``forward``)."""
+        """The configured loss recipe on encoded features (see ``forward``). With ``augmented``
+        (a second text input for the same images), the global and fine terms are also computed on
+        it (``global_augmented``, ``fine_augmented``) and added with ``augmented_weight``:
+        DeBias-CLIP's loss(full caption) + loss(augmented caption) at weight 1."""
         cfg = self.config
         fine_weight = cfg.fine_weight if fine_weight is None else fine_weight
         global_weight = cfg.global_weight if global_weight is None else global_weight
@@ -269,12 +282,15 @@ class FineLIP(nn.Module):
         scale = self.logit_scale.clamp(max=cfg.logit_scale_max)
         terms: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=image.global_.device)
-        if cfg.loss in ("global", "global+fine"):
-            terms["global"] = info_nce(image.global_, text.global_, scale, image_ids, cfg.local_loss, cfg.label_smoothing)
-            total = total + global_weight * terms["global"]
-        if cfg.loss in ("fine", "global+fine"):
-            terms["fine"] = self._fine_loss(image, text, image_ids, negatives)
-            total = total + fine_weight * terms["fine"]
+        inputs = [("", text, 1.0)] + ([("_augmented", augmented, augmented_weight)] if augmented is not None else [])
+        for suffix, caption, weight in inputs:
+            if cfg.loss in ("global", "global+fine"):
+                terms["global" + suffix] = info_nce(image.global_, caption.global_, scale, image_ids, cfg.local_loss,
+                                                    cfg.label_smoothing)
+                total = total + weight * global_weight * terms["global" + suffix]
+            if cfg.loss in ("fine", "global+fine"):
+                terms["fine" + suffix] = self._fine_loss(image, caption, image_ids, negatives)
+                total = total + weight * fine_weight * terms["fine" + suffix]
         if cfg.slot_diversity_weight > 0:
             if image.slot_weights is None or text.slot_weights is None:
                 raise ValueError("slot_diversity_weight > 0 needs ATRM's slot weights (features from encode_image / encode_text)")

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.captions import CaptionAugment
+from ..data.captions import CAPTION_INPUTS, CaptionAugment, split_sentences
 from ..model.config import ATTENTION
 from ..schema import BOOKKEEPING, RESUMABLE, Check, above, at_least, choice, integer, names, number, setting, validate
 
@@ -81,8 +81,14 @@ class TrainConfig:
     caption_keep_sentences: int | float | None = setting(None, check=Check(
         lambda v: (isinstance(v, int) and not isinstance(v, bool) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
         "None, an integer >= 1 or a fraction in (0, 1]"))
+    caption_shuffle_sentences: bool = False  # the kept sentences in a random order
     caption_pad_sentences: int = setting(0, check=integer(0))  # 0 … n filler sentences put first (n drawn per pair)
-    caption_filler: str = "This is a photo."  # the filler sentence
+    caption_filler: str = setting("This is a photo.", check=Check(  # the filler sentence
+        lambda v: isinstance(v, str) and bool(split_sentences(v)), "a non-empty sentence, e.g. 'This is a photo.'"))
+    # "augmented": the augmented caption replaces the caption; "full+augmented": DeBias-CLIP's two text inputs,
+    # the full caption and the augmented one, each with the model's losses: loss(full) + weight x loss(augmented)
+    caption_inputs: str = setting("augmented", check=choice(CAPTION_INPUTS))
+    caption_augmented_weight: float = setting(1.0, check=at_least(0))
     seed: int = 0
     log_every: int = setting(10, kind=BOOKKEEPING, check=at_least(1))
     eval_every: int | None = setting(None, kind=BOOKKEEPING)  # steps; evaluation also runs at the end when eval data is given
@@ -118,6 +124,10 @@ class TrainConfig:
             (self.hardest_after_steps is None or self.hardest_after_epochs is None,
              f"set hardest_after_steps or hardest_after_epochs, not both (got {self.hardest_after_steps} steps and "
              f"{self.hardest_after_epochs} epochs)"),
+            (self.caption_inputs == "augmented" or caption_augment(self).active,
+             f"caption_inputs={self.caption_inputs!r} trains on the full caption beside an augmented one, but no caption "
+             f"augmentation is on: set caption_drop_summary, caption_keep_sentences, caption_shuffle_sentences or "
+             f"caption_pad_sentences, or caption_inputs='augmented'"),
         ]
         if not isinstance(self.compile, bool):
             backends = _compile_backends()
@@ -165,4 +175,5 @@ def official_lr_factor(step: int, accumulation: int, warmup: int, total_steps: i
 def caption_augment(config: TrainConfig) -> CaptionAugment:
     """The run's caption augmentations (``train.caption_*``) as one ``data.captions.CaptionAugment``."""
     return CaptionAugment(drop_summary=float(config.caption_drop_summary), keep_sentences=config.caption_keep_sentences,
-                          pad_sentences=config.caption_pad_sentences, filler=config.caption_filler)
+                          pad_sentences=config.caption_pad_sentences, filler=config.caption_filler,
+                          shuffle=config.caption_shuffle_sentences)

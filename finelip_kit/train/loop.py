@@ -112,7 +112,8 @@ class Trainer:
                                                      world_size=self.world_size, shuffle_buffer=config.shuffle_buffer,
                                                      transform=transform)
         else:
-            self.dataset = SeededPairs(train_data, transform, config.seed, captions=caption_augment(config))
+            self.dataset = SeededPairs(train_data, transform, config.seed, captions=caption_augment(config),
+                                       beside=config.caption_inputs == "full+augmented")
             self.sampler = EpochSampler(len(self.dataset), self.batch_size, config.seed, self.rank, self.world_size,
                                         groups=_groups(train_data) if config.group_batches else None)
         self.collate = Collate(self.tokenizer, model.context_length, short_captions=model.config.pcm_weight > 0)
@@ -249,7 +250,8 @@ class Trainer:
         """One optimiser step over ``micro`` batches; a non-finite loss skips the update."""
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        extra = {"fine_weight": self._fine_weight(), "negatives": self._negatives(), "global_weight": self._global_weight()}
+        extra = {"fine_weight": self._fine_weight(), "negatives": self._negatives(), "global_weight": self._global_weight(),
+                 "augmented_weight": cfg.caption_augmented_weight}
         if cfg.grad_cache:
             terms = self._grad_cache_backward(micro, extra)
         else:
@@ -311,10 +313,11 @@ class Trainer:
         batches = [_to(b, self.device, self.dtype) for b in micro]
         with torch.no_grad(), self._autocast():
             encoded = [self.model.encode_batch(b) for b in batches]
-        leaves = {key: _leaf(Features.cat([e[key] for e in encoded])) for key in ("image", "text", "short") if encoded[0][key] is not None}
+        leaves = {key: _leaf(Features.cat([e[key] for e in encoded])) for key, value in encoded[0].items() if value is not None}
         image_ids = torch.cat([b["image_ids"] for b in batches]) if "image_ids" in batches[0] else None
         with self._autocast():
-            terms = self.model.loss_terms(leaves["image"], leaves["text"], image_ids, leaves.get("short"), **extra)
+            terms = self.model.loss_terms(leaves["image"], leaves["text"], image_ids, leaves.get("short"),
+                                          augmented=leaves.get("augmented"), **extra)
         self._backward(terms["loss"])
         offset = 0
         for batch in batches:

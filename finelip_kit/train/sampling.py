@@ -53,12 +53,14 @@ class EpochSampler(EpochPlan, Sampler[int]):
 class SeededPairs(PairDataset):
     """``PairDataset`` whose random augmentations — the image's (``transform``) and the caption's
     (``captions``: ``data.captions.CaptionAugment``) — are functions of ``(seed, epoch, index)``:
-    another draw each epoch, exactly the same on resume."""
+    another draw each epoch, exactly the same on resume. The augmented caption replaces ``caption``,
+    or with ``beside=True`` comes as ``augmented_caption`` beside it."""
 
-    def __init__(self, records, transform, seed: int, captions: CaptionAugment | None = None):
+    def __init__(self, records, transform, seed: int, captions: CaptionAugment | None = None, beside: bool = False):
         super().__init__(records, transform)
         self.seed, self.epoch = seed, 0
         self.captions = captions if captions is not None and captions.active else None
+        self.beside = beside  # the augmented caption as "augmented_caption", beside the full one (two text inputs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         seed = sample_seed(self.seed, self.epoch, index)
@@ -69,7 +71,8 @@ class SeededPairs(PairDataset):
                 torch.manual_seed(seed)
                 item = super().__getitem__(index)
         if self.captions is not None:  # Python's own generator, seeded alike: independent of the image's draws
-            item = {**item, "caption": augment_caption(item["caption"], self.captions, seed)}
+            augmented = augment_caption(item["caption"], self.captions, seed)
+            item = {**item, ("augmented_caption" if self.beside else "caption"): augmented}
         return item
 
 
