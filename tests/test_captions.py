@@ -389,3 +389,34 @@ def test_training_with_the_augmentations_resumes_bitwise(tmp_path, grad_cache):
     resumed, _ = train("resumed", resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+# ----------------------------------------------------------------------------- the paper-b16-debias preset
+def test_the_debias_preset_trains_a_clip_on_sharegpt4v_style_data_with_two_text_inputs(tmp_path):
+    """paper-b16-debias on stand-ins in the real formats: a tiny transformers CLIP directory for
+    openai/clip-vit-base-patch16 and a ShareGPT4V json; every DeBias setting reaches the run."""
+    from finelip_kit.experiments.presets import DEBIAS_CAPTIONS, RUN_PRESETS
+    from finelip_kit.experiments.recipe import RunSpec, resolve, run
+    from test_pretrained import hf_clip
+
+    settings = resolve(RunSpec(preset="paper-b16-debias")).settings()
+    assert {f"train.{k}": v for k, v in DEBIAS_CAPTIONS.items()}.items() <= settings.items()
+    assert (settings["model.source"], settings["data.source"], settings["model.loss"]) == (
+        "clip:openai/clip-vit-base-patch16", "sharegpt4v", "global")
+    assert (settings["train.lr_backbone"], settings["train.weight_decay"], settings["train.warmup_steps"],
+            settings["model.label_smoothing"], settings["model.use_atrm"], settings["model.use_clim"]) == (
+        1e-6, 0.01, 200, 0.1, False, False)
+    hf_clip().save_pretrained(str(tmp_path / "clip"))
+    data = fakes.sharegpt4v(tmp_path / "sharegpt4v", n=12)
+    result = run(RunSpec(preset="paper-b16-debias", name="debias", results_dir=str(tmp_path / "runs"), progress=False,
+                         settings={"model.source": f"clip:{tmp_path / 'clip'}", "data.root": str(data),
+                                   # another model.source starts from that model as it is: the preset's changes named again
+                                   **{f"model.{k}": v for k, v in RUN_PRESETS["paper-b16-debias"]["model_overrides"].items()},
+                                   "data.on_error": "skip", "data.train_split": "eval", "data.test_split": "eval", "train.steps": 2, "train.batch_size": 4,
+                                   "train.num_workers": 0, "train.warmup_steps": 1, "train.eval_every": None,
+                                   "train.save_every": None, "eval.size": 4}))
+    record = result.record
+    assert record["status"] == "ok" and record["settings"]["train.caption_inputs"] == "full+augmented"
+    assert set(record["history"][-1]) == {"step", "loss", "global", "global_augmented"}
+    assert record["history"][-1]["loss"] == pytest.approx(record["history"][-1]["global"] + record["history"][-1]["global_augmented"],
+                                                          abs=2e-6)  # logged rounded to 6 places

@@ -322,7 +322,8 @@ def _train_and_record(spec, resolved, model, data, trackers, on_log, started, fo
         metrics=metrics,
         val_metrics=val_metrics,
         reference=reference,
-        history=[{k: h[k] for k in ("step", "loss", "global", "fine") if k in h} for h in history if "loss" in h],
+        history=[{k: h[k] for k in ("step", "loss", "global", "fine", "global_augmented", "fine_augmented") if k in h}
+                 for h in history if "loss" in h],
         timings={"train_s": train_seconds, "eval_s": eval_seconds, "total_s": time.perf_counter() - started},
         protocols={"test": data_protocol(test_data), "val": data_protocol(val_data)},  # what the numbers were measured on
         chance=chance,  # {"test": {"group/i2t": 25.0, "group/t2i": 25.0}, ...}: within-group accuracy by chance

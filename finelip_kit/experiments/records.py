@@ -11,7 +11,7 @@ A record (version 2)::
      "metrics": {"global/t2i/R@1": ..., "fine/group/t2i": ...},     # test split
      "val_metrics": {...},         # validation split, when evaluated
      "reference": {"name": ..., "metrics": {...}} | null,
-     "history": [{"step", "loss", "global", "fine"}], "timings": {...}, "versions": {...}, ...}
+     "history": [{"step", "loss", "global", "fine", "global_augmented", "fine_augmented"}], "timings": {...}, "versions": {...}, ...}
 """
 
 from __future__ import annotations
