@@ -157,8 +157,19 @@ def evaluate(args: argparse.Namespace) -> int:
     print(f"protocol {result.protocol} ({len(data)} pairs):")
     print(result.table.to_string())
     print(paper_table({result.protocol: result}, mode=(args.modes or ["global"])[0]).to_string())
+    probes = None
+    if args.probes:
+        from .evaluation import caption_probes, probes_table
+
+        probes = caption_probes(model, data, args.probes, modes=args.modes, position=args.probe_position,
+                                fillers=args.probe_fillers, max_k=args.prefix_k, batch_size=args.batch_size)
+        table = probes_table(probes, plain=result.metrics)
+        print(f"\nsentence-level probes (R@1 and within-group accuracy, percent; 'none': the captions as they are):")
+        print(table.round(1).to_string())
+        for mode, value in table.attrs["himo"].items():
+            print(f"HiMo@{args.prefix_k} ({mode}): {value:.3f} over {int(probes[f'prefix/{mode}/himo_captions'])} captions")
     if args.out:
-        print(f"wrote {write_results(args.out, result, model=args.model, data=args.data, split=args.split, pairs=len(data))}")
+        print(f"wrote {write_results(args.out, result, model=args.model, data=args.data, split=args.split, pairs=len(data), probes=probes)}")
     return 0
 
 
@@ -307,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
     from .model.config import SCORE_MODES as MODES
+    from .data.captions import PROBES as PROBE_NAMES
     from .experiments.pretrain import PRETRAIN
     from .experiments.presets import RUN_PRESETS
     from .train import TrainConfig
@@ -369,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--rerank-k", type=number_in(1, None, int), help="two-stage scoring: global top-k, then CLIM (k >= 1)")
     evaluator.add_argument("--batch-size", type=number_in(1, None, int), default=64)
     evaluator.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    evaluator.add_argument("--probes", nargs="+", choices=PROBE_NAMES, metavar="PROBE",
+                           help=f"sentence-level robustness probes on the captions, any of {', '.join(PROBE_NAMES)} "
+                                f"(docs/debias.md)")
+    evaluator.add_argument("--probe-position", type=number_in(0, None, int), default=2,
+                           help="move_first: the position the first sentence goes to (0-based)")
+    evaluator.add_argument("--probe-fillers", type=number_in(0, None, int), default=2,
+                           help="prepend_filler: how many 'This is a photo.' sentences")
+    evaluator.add_argument("--prefix-k", type=number_in(1, None, int), default=5,
+                           help="first_k: k = 1 ... K sentences, and HiMo@K")
     evaluator.add_argument("--out", help="results.json")
     evaluator.set_defaults(run=evaluate)
     reporter = commands.add_parser(

@@ -420,3 +420,33 @@ def test_the_debias_preset_trains_a_clip_on_sharegpt4v_style_data_with_two_text_
     assert set(record["history"][-1]) == {"step", "loss", "global", "global_augmented"}
     assert record["history"][-1]["loss"] == pytest.approx(record["history"][-1]["global"] + record["history"][-1]["global_augmented"],
                                                           abs=2e-6)  # logged rounded to 6 places
+
+
+def test_finelip_eval_runs_the_probes_on_any_dataset_and_writes_them(tmp_path, capsys):
+    import json
+
+    from finelip_kit.cli import main
+    from finelip_kit.evaluation import caption_probes, probes_table
+    from finelip_kit.model.pretrained import load_model
+
+    root = fakes.docci(tmp_path / "docci")
+    out = tmp_path / "results.json"
+    assert main(["eval", "--model", "tiny-synthetic-clip", "--data", "docci", "--data-root", str(root), "--split", "test",
+                 "--probes", "drop_first", "move_first", "first_k", "--prefix-k", "2", "--probe-position", "1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sentence-level probes" in printed and "HiMo@2 (global)" in printed
+    written = json.loads(out.read_text())
+    pairs = load_pairs("docci", split="test", root=root)
+    expected = caption_probes(load_model("tiny-synthetic-clip"), pairs, ("drop_first", "move_first", "first_k"),
+                              position=1, max_k=2)
+    assert written["probes"].keys() == expected.keys() and "prefix/global/himo@2" in expected
+    for key, value in expected.items():
+        assert written["probes"][key] == pytest.approx(value), key
+    table = probes_table(written["probes"], plain=written["metrics"])
+    assert list(table.index) == ["none", "drop_first", "move_first", "first k=1", "first k=2"]
+    assert table.loc["none", "global/t2i/R@1"] == written["metrics"]["global/t2i/R@1"]
+    assert table.loc["drop_first", "global/t2i/R@1"] == written["probes"]["probe/drop_first/global/t2i/R@1"]
+    assert table.attrs["himo"] == {"global": written["probes"]["prefix/global/himo@2"]}
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "tiny-synthetic-clip", "--data", "synthetic", "--probes", "reverse"])

@@ -1,31 +1,18 @@
 """Data: one registry of sources (``datasets.SOURCES``: the embedded synthetic benchmark and the real
 long-caption datasets), one loader (``load_pairs``) for them and for files, shards and hub ids,
-transforms and collate."""
+captions as sentences (``captions``: the splitter, DeBias-CLIP's augmentations, the probes'
+transforms), transforms and collate. Names are imported on first use: the settings and the command
+line's ``--help`` read ``data.captions`` without paying for torch."""
 
-from .collate import CaptionView, Collate, PairDataset
-from .datasets import KNOWN, SOURCES, DataSource, first_sentence, load_pairs, source_info
-from .pairs import LoadReport, Pairs, open_image
-from .synthetic import SyntheticConfig, SyntheticScenes, show_samples, to_hf_dataset, write_jsonl
-from .transforms import clip_transform, to_rgb
+from .._lazy import lazy_exports
 
-__all__ = [
-    "KNOWN",
-    "SOURCES",
-    "DataSource",
-    "CaptionView",
-    "Collate",
-    "LoadReport",
-    "PairDataset",
-    "Pairs",
-    "SyntheticConfig",
-    "SyntheticScenes",
-    "clip_transform",
-    "first_sentence",
-    "load_pairs",
-    "open_image",
-    "show_samples",
-    "source_info",
-    "to_hf_dataset",
-    "to_rgb",
-    "write_jsonl",
-]
+_EXPORTS = {
+    **{name: ".collate" for name in ("CaptionView", "Collate", "PairDataset")},
+    **{name: ".datasets" for name in ("KNOWN", "SOURCES", "DataSource", "first_sentence", "load_pairs", "source_info")},
+    **{name: ".pairs" for name in ("LoadReport", "Pairs", "open_image")},
+    **{name: ".synthetic" for name in ("SyntheticConfig", "SyntheticScenes", "show_samples", "to_hf_dataset", "write_jsonl")},
+    **{name: ".transforms" for name in ("clip_transform", "to_rgb")},
+    **{name: ".captions" for name in ("CaptionAugment", "augment_caption", "probe_caption", "split_sentences")},
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

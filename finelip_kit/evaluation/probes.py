@@ -155,3 +155,25 @@ def caption_probes(
                 metrics[f"prefix/{mode}/himo@{max_k}"] = value
             metrics[f"prefix/{mode}/himo_captions"] = float(used)
     return metrics
+
+
+def probes_table(metrics: dict[str, float], plain: dict[str, float] | None = None):
+    """``caption_probes``' metrics (and, with ``plain``, the unprobed evaluation's own metrics, the
+    ``none`` row) as a table: one row per probe (``move_first``, …, ``first k=1`` … ``first k=K``),
+    one column per ``<mode>/<metric>``; HiMo@K per mode in ``table.attrs["himo"]``."""
+    import pandas
+
+    rows: dict[str, dict[str, float]] = {}
+    if plain:
+        wanted = {k.split("/", 2)[2] for k in metrics if k.startswith(("probe/", "prefix/k"))}  # <mode>/<metric>
+        rows["none"] = {k: v for k, v in plain.items() if k in wanted}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if parts[0] == "probe":
+            rows.setdefault(parts[1], {})["/".join(parts[2:])] = value
+        elif parts[0] == "prefix" and parts[1].startswith("k") and parts[1][1:].isdigit():
+            rows.setdefault(f"first k={parts[1][1:]}", {})["/".join(parts[2:])] = value
+    table = pandas.DataFrame.from_dict(rows, orient="index")
+    table.attrs["himo"] = {key.split("/")[1]: value for key, value in metrics.items()
+                           if key.startswith("prefix/") and "/himo@" in key}
+    return table
