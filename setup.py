@@ -2,6 +2,7 @@
 notebooks and the grid specs (``finelip_kit/experiments/shipped.py``), copied into ``finelip_kit/_shipped/``.
 Everything else is in pyproject.toml."""
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -9,9 +10,11 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-BUNDLED = ("docs/calibration/*.json", "docs/capacity/map/*.json", "docs/capacity/levers/*.json",
-           "docs/fidelity/official_switches/*.json", "notebooks/*.ipynb", "ablations/grid.ipynb",
-           "ablations/explorer.ipynb", "ablations/grids/*.yaml")
+# The lists live in shipped.py (RECORD_SETS, PROJECT_FILES), read here without importing the package.
+_spec = importlib.util.spec_from_file_location("_shipped_lists", ROOT / "finelip_kit" / "experiments" / "shipped.py")
+_shipped = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shipped)
+BUNDLED = (*(f"{folder}/*.json" for folder in _shipped.RECORD_SETS.values()), *_shipped.PROJECT_FILES)
 
 
 class BuildWithShippedFiles(build_py):

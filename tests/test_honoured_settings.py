@@ -59,6 +59,10 @@ def test_evaluation_helpers_leave_a_training_model_training():
     assert model.training
     evaluate_retrieval(model, DATA, modes=["global"])
     assert model.training
+    from finelip_kit.evaluate import caption_probes
+
+    caption_probes(model, DATA, ("drop_first", "first_k"), modes=("global",), max_k=2)
+    assert model.training
     model.eval()
     evaluate_zeroshot(model, [DATA[0]["image"]], [0], ["cube"])
     assert not model.training
