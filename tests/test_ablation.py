@@ -366,3 +366,24 @@ def test_the_alignment_notebooks_auto_model_says_when_there_is_no_demo_model(tmp
     model = demo_model("auto", steps=2, batch_size=8, out_dir=str(tmp_path / "alignment"))
     assert f"no `make demo` model at {tmp_path / 'ablations' / 'results' / 'default' / 'model'}" in capsys.readouterr().out
     assert model.context_length == 248
+
+
+def test_points_running_side_by_side_share_the_cpus(monkeypatch, tmp_path):
+    """finelip grid --workers N: each point's kernel starts with OMP_NUM_THREADS = cpus // N (torch reads it),
+    unless the user set it; the runner's own environment is left as it was."""
+    import os
+
+    import finelip_kit.experiments.grid as grid
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(grid.os, "cpu_count", lambda: 8)
+    seen = []
+    monkeypatch.setattr(grid, "_run_grid", lambda *args: seen.append(os.environ.get("OMP_NUM_THREADS")))
+    spec = grid.load_spec(Path(__file__).resolve().parents[1] / "ablations" / "grids" / "smoke.yaml", runs_dir=tmp_path)
+    grid.run_grid(spec, workers=3)
+    grid.run_grid(spec, workers=1)
+    grid.run_grid(spec, workers=16)
+    assert seen == ["2", None, "1"] and "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    grid.run_grid(spec, workers=3)
+    assert seen[-1] == "5"  # the user's setting wins

@@ -214,7 +214,31 @@ def run_grid(spec: GridSpec, workers: int = 1, force: bool = False, kernel_name:
     Ctrl-C stops launching points; the running ones end (a terminal's Ctrl-C interrupts their
     kernels too, and they are recorded as failed) and ``interrupted`` is set; a rerun resumes.
     A second Ctrl-C while waiting raises ``KeyboardInterrupt`` (``finelip grid`` then exits at once).
+    With several workers each point's kernel gets an equal share of the CPUs (``point_threads``),
+    unless ``OMP_NUM_THREADS`` is set already.
     """
+    with point_threads(workers):
+        return _run_grid(spec, workers, force, kernel_name, progress)
+
+
+@contextlib.contextmanager
+def point_threads(workers: int):
+    """``OMP_NUM_THREADS`` (which torch reads when a kernel starts) set to the CPUs each of ``workers``
+    points gets, ``max(1, cpus // workers)``, while the block runs; nothing when it is set already or
+    one point runs at a time. Points running side by side with every core each oversubscribe the
+    machine (docs/benchmarks.md has the measurement)."""
+    if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+        yield None
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ["OMP_NUM_THREADS"] = threads
+    try:
+        yield int(threads)
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
+def _run_grid(spec: GridSpec, workers: int, force: bool, kernel_name: str | None, progress: bool) -> GridOutcome:
     from tqdm.auto import tqdm
 
     if not spec.notebook.is_file():
