@@ -76,8 +76,11 @@ def table(part, columns) -> str:
     for title, metric in columns:
         if metric not in part or part[metric].isna().all():
             continue
-        found = effects(part[["augmentation", "seed", "status", metric]], metric, baseline={"augmentation": "none"})
-        deltas[metric] = {row["=augmentation"]: row for _, row in found.iterrows()}
+        if len(order) > 1:
+            found = effects(part[["augmentation", "seed", "status", metric]], metric, baseline={"augmentation": "none"})
+            deltas[metric] = {row["=augmentation"]: row for _, row in found.iterrows()}
+        else:
+            deltas[metric] = {}
     shown = [(t, m) for t, m in columns if m in deltas]
     lines = ["| augmentation | " + " | ".join(t for t, _ in shown) + " | seeds | s / point |",
              "|---|" + "---|" * (len(shown) + 2)]
@@ -108,6 +111,34 @@ def chosen_on_validation(part, metric: str = "global/group/t2i") -> str:
             f"on test {test[best]:.1f} vs none {test['none']:.1f}")
 
 
+def report_text(frame) -> str:
+    """Every table of docs/debias.md for the records in ``frame``, one section per regime and arm."""
+    out = []
+    failed = frame[frame["status"] != "ok"]
+    if len(failed):
+        out.append(f"{len(failed)} failed point(s): {sorted(failed['run_name'])}\n")
+    regimes = frame["data.summary_objects"].fillna(0).astype(int) if "data.summary_objects" in frame else None
+    for objects in sorted(set(regimes)) if regimes is not None else [0]:
+        regime = frame[regimes == objects] if regimes is not None else frame
+        for loss, label in ARMS.items():
+            part = arm_frame(regime, loss)
+            if part.empty:
+                continue
+            out.append(f"### {label}, {REGIMES.get(objects, f'summary naming {objects} objects')}\n")
+            out.append("Results (test, percent; in brackets Δ against no augmentation, paired over seeds):\n")
+            out.append(table(part, RESULTS))
+            out.append("Probes (test, t2i R@1 with the captions changed; HiMo@5 in [-1, 1]):\n")
+            out.append(table(part, PROBES))
+            out.append("First k sentences only (test, t2i R@1):\n")
+            out.append(table(part, PREFIX))
+            out.append(chosen_on_validation(part) + "\n")
+    return "\n".join(out)
+
+
+REGIMES = {0: "the default scenes (summary: 'A grey canvas with nine shapes on a 4 by 4 grid.')",
+           3: "the shortcut regime (data.summary_objects = 3: the summary names three shared objects)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", default="debias", help="a results folder, or the shipped set 'debias'")
@@ -115,21 +146,7 @@ def main() -> None:
     frame = load_records(args.records)
     if frame.attrs.get("skipped"):
         print(f"skipped {len(frame.attrs['skipped'])} file(s) that are not records: {frame.attrs['skipped_reasons']}")
-    failed = frame[frame["status"] != "ok"]
-    if len(failed):
-        print(f"{len(failed)} failed point(s): {sorted(failed['run_name'])}")
-    for loss, label in ARMS.items():
-        part = arm_frame(frame, loss)
-        if part.empty:
-            continue
-        print(f"\n### {label}\n")
-        print("Results (test, percent; Δ against no augmentation, paired over seeds):\n")
-        print(table(part, RESULTS))
-        print("Probes (test, t2i R@1 with the captions changed; HiMo@5 in [-1, 1]):\n")
-        print(table(part, PROBES))
-        print("First k sentences only (test, t2i R@1):\n")
-        print(table(part, PREFIX))
-        print(chosen_on_validation(part) + "\n")
+    print(report_text(frame), end="")
 
 
 if __name__ == "__main__":

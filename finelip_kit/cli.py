@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="what mattered in a grid: each setting's paired delta against a baseline over seeds, with its CI",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     reporter.add_argument("results", help="a results folder (a grid's ablations/runs/<grid>) or a shipped record set "
-                                          "(calibration, capacity-map, capacity-levers, official-switches, demo)")
+                                          "(calibration, capacity-map, capacity-levers, official-switches, debias, demo)")
     reporter.add_argument("--metric", default="global/group/t2i", help="the metric column (finelip show lists them)")
     reporter.add_argument("--baseline", nargs="*", metavar="KEY=VALUE",
                           help="the setting to compare with (default: the records' preset default), e.g. atrm_k=16")

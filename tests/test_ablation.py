@@ -272,7 +272,7 @@ def test_shipped_record_sets_load_by_name_from_anywhere(tmp_path, monkeypatch):
     assert records_folder("calibration") == SHIPPED_RECORDS["calibration"]
     (tmp_path / "calibration").mkdir()  # a folder of the user's own wins over the shipped name
     assert records_folder("calibration") == Path("calibration")
-    with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'demo', 'official-switches'\\]"):
+    with pytest.raises(FileNotFoundError, match="name a shipped record set: \\['calibration', 'capacity-levers', 'capacity-map', 'debias', 'demo', 'official-switches'\\]"):
         load_records("no-such-set")
 
 

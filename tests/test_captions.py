@@ -450,3 +450,37 @@ def test_finelip_eval_runs_the_probes_on_any_dataset_and_writes_them(tmp_path, c
     assert table.attrs["himo"] == {"global": written["probes"]["prefix/global/himo@2"]}
     with pytest.raises(SystemExit):
         main(["eval", "--model", "tiny-synthetic-clip", "--data", "synthetic", "--probes", "reverse"])
+
+
+# ----------------------------------------------------------------------------- the shipped calibration
+def test_the_shipped_debias_records_are_the_grid_and_docs_show_the_reports_tables():
+    """docs/debias/: ablations/grids/debias.yaml's 42 points (14 settings x seeds 0-2), all ok; docs/debias.md
+    quotes benchmarks/debias_report.py's output on them verbatim, and its deltas and marks are the records' own."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from scipy import stats
+
+    from finelip_kit.ablation import load_records
+    from finelip_kit.experiments.grid import load_spec
+
+    root = Path(__file__).resolve().parents[1]
+    frame = load_records("debias")
+    spec = load_spec(root / "ablations" / "grids" / "debias.yaml")
+    assert len(frame) == len(spec.points) == 42 and set(frame["status"]) == {"ok"}
+    assert set(frame["run_name"]) == set(spec.points)
+    sys.path.insert(0, str(root / "benchmarks"))
+    import debias_report
+
+    text = debias_report.report_text(frame)
+    page = (root / "docs" / "debias.md").read_text()
+    assert text in page
+    # one cell recomputed from the records: global-only, every augmentation, within-group t2i on test
+    part = debias_report.arm_frame(frame[frame["data.summary_objects"].fillna(0) == 0], "global")
+    by_seed = {name: rows.set_index("seed")["global/group/t2i"] for name, rows in part.groupby("augmentation")}
+    all_, none = by_seed["all (+ shuffled)"], by_seed["none"]
+    delta = float((all_ - none).mean())
+    low, high = stats.t.interval(0.95, 2, loc=delta, scale=float((all_ - none).std(ddof=1)) / np.sqrt(3))
+    mark = ("†" if abs(delta) > 2 * max(all_.std(ddof=1), none.std(ddof=1)) else "") + ("*" if low > 0 or high < 0 else "")
+    assert f"{all_.mean():.1f} ± {all_.std(ddof=1):.1f} ({delta:+.1f}{mark})" in text

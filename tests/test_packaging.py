@@ -100,6 +100,7 @@ print(json.dumps({
     "package": finelip_kit.__file__, "checkout": str(checkout()),
     "calibration": len(load_records("calibration")), "capacity-map": len(load_records("capacity-map")),
     "capacity-levers": len(load_records("capacity-levers")), "official-switches": len(load_records("official-switches")),
+    "debias": len(load_records("debias")),
     "model": load_model("tiny-synthetic-clip").context_length,
 }))
 """
@@ -108,7 +109,8 @@ print(json.dumps({
     assert done.returncode == 0, done.stdout + done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["package"].startswith(purelib) and found["checkout"] == "None"  # the wheel's, not the checkout's
-    assert (found["calibration"], found["capacity-map"], found["capacity-levers"], found["official-switches"]) == (54, 24, 12, 6)
+    assert (found["calibration"], found["capacity-map"], found["capacity-levers"], found["official-switches"],
+            found["debias"]) == (54, 24, 12, 6, 42)
     assert found["model"] == 77
     copied = subprocess.run([str(python), "-m", "finelip_kit.cli", "notebooks", "--to", "project"], cwd=elsewhere,
                             capture_output=True, text=True, timeout=300, env=env)

@@ -220,7 +220,7 @@ def test_export_writes_every_panel_under_the_results_folder(explorer, tmp_path):
     assert (tmp_path / "exports" / "parallel.pdf").read_bytes()[:4] == b"%PDF"
 
 
-@pytest.mark.parametrize("name", ["calibration", "capacity-map", "capacity-levers", "official-switches"])
+@pytest.mark.parametrize("name", ["calibration", "capacity-map", "capacity-levers", "official-switches", "debias"])
 def test_every_panel_opens_on_every_shipped_record_set_and_a_brush_narrows_it(name, tmp_path):
     pytest.importorskip("plotly")
     from finelip_kit.experiments.explorer import AblationExplorer

@@ -27,6 +27,7 @@ RECORD_SETS = {
     "capacity-map": "docs/capacity/map",  # issue 18's map: width x scene load x arm, 3 seeds
     "capacity-levers": "docs/capacity/levers",  # levers on ATRM's slot collapse, 3 seeds
     "official-switches": "docs/fidelity/official_switches",  # the official code's switches, 3 seeds
+    "debias": "docs/debias",  # DeBias-CLIP's caption augmentations x (recipe, global-only), probes on, 3 seeds
 }
 # What the wheel carries besides the record sets: the notebooks and the grid specs.
 PROJECT_FILES = ("notebooks/*.ipynb", "ablations/grid.ipynb", "ablations/explorer.ipynb", "ablations/grids/*.yaml")
