@@ -3,40 +3,11 @@
 // Usage: node explorer.mjs <notebook url> <artifact dir>
 // Writes <artifact dir>/result.json: {ok, error?, errors: [JavaScript errors logged], steps, effects_before,
 // effects_after, brush_before, brush_after, rows_before, rows_after}, and screenshots.
-import { writeFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { runNotebook } from "./lab.mjs";
 
 const [url, artifacts] = process.argv.slice(2);
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
-const errors = [];
-const steps = [];
-const started = Date.now();
-const step = (name) => steps.push({ name, seconds: (Date.now() - started) / 1000 });
-let result = { ok: false };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
-  args: FLAGS,
-  headless: true,
-});
-let page;
-const rows = async () => page.locator(".finelip-settings-table tbody tr").count();
-try {
-  page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
-  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") errors.push(`console.error: ${message.text()}`);
-  });
-  await page.goto(url);
-  await page.locator(".jp-Notebook").first().waitFor({ timeout: 90000 });
-  step("notebook open");
-  await page.getByText(/\| Idle/).first().waitFor({ timeout: 120000 });
-  step("kernel idle");
-  const news = page.getByRole("button", { name: "No", exact: true });
-  if (await news.count()) await news.first().click();
-  await page.getByRole("menuitem", { name: "Run", exact: true }).click();
-  await page.getByRole("menuitem", { name: /^Run All Cells/ }).click();
-  step("run all");
+await runNotebook(url, artifacts, { width: 1500, height: 1100 }, async (page, step) => {
+  const rows = async () => page.locator(".finelip-settings-table tbody tr").count();
   const effects = page.locator(".finelip-effects");
   await effects.locator("table").first().waitFor({ state: "visible", timeout: 300000 });
   const parallel = page.locator(".finelip-parallel .parcoords");
@@ -89,12 +60,6 @@ try {
   await plot.screenshot({ path: `${artifacts}/parallel_brushed.png` });
   await page.locator(".finelip-settings-table").screenshot({ path: `${artifacts}/settings_brushed.png` });
   await page.screenshot({ path: `${artifacts}/notebook.png`, fullPage: true });
-  result = { ok: true, effects_before: effectsBefore, effects_after: effectsAfter, brush_before: brushBefore,
-             brush_after: brushAfter, rows_before: rowsBefore, rows_after: rowsAfter };
-} catch (error) {
-  result = { ok: false, error: String(error) };
-  if (page) await page.screenshot({ path: `${artifacts}/failure.png`, fullPage: true }).catch(() => {});
-} finally {
-  await browser.close();
-  writeFileSync(`${artifacts}/result.json`, JSON.stringify({ ...result, errors, steps }, null, 2));
-}
+  return { effects_before: effectsBefore, effects_after: effectsAfter, brush_before: brushBefore,
+           brush_after: brushAfter, rows_before: rowsBefore, rows_after: rowsAfter };
+});
