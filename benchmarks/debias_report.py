@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from finelip_kit.ablation import load_records
+from finelip_kit.ablation import as_text, load_records
 from finelip_kit.experiments.report import effects
 
 AUGMENTATIONS = {  # a row's name from its caption settings
@@ -38,15 +38,12 @@ PROBES = (("first sentence at 3rd", "probe/move_first/global/t2i/R@1"), ("first 
           ("HiMo@5", "prefix/global/himo@5"))
 PREFIX = tuple((f"k = {k}", f"prefix/k{k}/global/t2i/R@1") for k in range(1, 6))
 OFF = {"train.caption_drop_summary": 0.0, "train.caption_keep_sentences": None, "train.caption_pad_sentences": 0,
-       "train.caption_shuffle_sentences": False, "train.caption_inputs": "augmented"}
-
-
-AUGMENTATION_KEYS = ("train.caption_drop_summary", "train.caption_keep_sentences", "train.caption_pad_sentences",
-                     "train.caption_shuffle_sentences")
+       "train.caption_shuffle_sentences": False}  # each augmentation's "off" value
 
 
 def augmentation(row) -> str:
-    on = tuple(k for k in AUGMENTATION_KEYS if k in row and _on(row[k], OFF[k]))
+    """A record's augmentation setting by name (the records carry every setting, defaults included)."""
+    on = tuple(key for key, off in OFF.items() if _on(row[key], off))
     return AUGMENTATIONS.get(on, ", ".join(on))
 
 
@@ -57,12 +54,8 @@ def _on(value, off) -> bool:
 
 
 def arm_frame(frame, loss: str):
-    """The arm's ok records, with every caption setting's column present (unset: its default)."""
+    """One arm's ok records, with an ``augmentation`` column naming each one's setting."""
     part = frame[(frame["status"] == "ok") & (frame["loss"] == loss)].copy()
-    for key, off in OFF.items():
-        if key not in part:
-            part[key] = off
-        part[key] = part[key].where(part[key].notna(), off) if off is not None else part[key]
     part["augmentation"] = [augmentation(row) for _, row in part.iterrows()]
     return part
 
@@ -76,11 +69,12 @@ def table(part, columns) -> str:
     for title, metric in columns:
         if metric not in part or part[metric].isna().all():
             continue
-        if len(order) > 1:
-            found = effects(part[["augmentation", "seed", "status", metric]], metric, baseline={"augmentation": "none"})
-            deltas[metric] = {row["=augmentation"]: row for _, row in found.iterrows()}
-        else:
-            deltas[metric] = {}
+        deltas[metric] = {}
+        if len(order) > 1:  # the unaugmented setting is the arm's one with a single text input
+            found = effects(part, metric, baseline={"train.caption_inputs": "augmented"})
+            names = found.attrs["settings"]
+            named = dict(zip(as_text(part[names]).itertuples(index=False, name=None), part["augmentation"]))
+            deltas[metric] = {named[tuple(row[f"={n}"] for n in names)]: row for _, row in found.iterrows()}
     shown = [(t, m) for t, m in columns if m in deltas]
     lines = ["| augmentation | " + " | ".join(t for t, _ in shown) + " | seeds | s / point |",
              "|---|" + "---|" * (len(shown) + 2)]
