@@ -22,16 +22,22 @@ def global_batch():
     )
 
 
-def model_batch(tokenizer):
+def model_batch(tokenizer, augmented: bool = False):
+    """The model's global batch; with ``augmented``, a second text input (DeBias-CLIP's augmented
+    caption, ``train.caption_inputs = full+augmented``) beside the first."""
     g = torch.Generator().manual_seed(2)
     captions = [f"object {i} " * (3 + 5 * i) for i in range(8)]
     tokens = tokenizer(captions, padding="max_length")
-    return dict(
+    batch = dict(
         images=torch.randn(8, 3, 32, 32, generator=g),
         input_ids=tokens.input_ids,
         attention_mask=tokens.attention_mask,
         image_ids=torch.tensor([0, 1, 2, 2, 3, 4, 5, 6]),
     )
+    if augmented:
+        second = tokenizer([f"This is a photo. object {i} " * (1 + 2 * i) for i in range(8)], padding="max_length")
+        batch.update(augmented_input_ids=second.input_ids, augmented_attention_mask=second.attention_mask)
+    return batch
 
 
 def tiny_model():
@@ -65,12 +71,13 @@ def main(out_path):
 
     from finelip_kit import get_tokenizer
 
-    model = tiny_model()
-    batch = {k: local_slice(v, rank, world) for k, v in model_batch(get_tokenizer(context_length=64)).items()}
-    terms = model(batch)
-    terms["loss"].backward()
-    result["model"] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    result["model_terms"] = {k: v.detach() for k, v in terms.items()}
+    for name, augmented in (("model", False), ("model_two_inputs", True)):
+        model = tiny_model()
+        batch = {k: local_slice(v, rank, world) for k, v in model_batch(get_tokenizer(context_length=64), augmented).items()}
+        terms = model(batch, augmented_weight=0.5 if augmented else 1.0)
+        terms["loss"].backward()
+        result[name] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        result[f"{name}_terms"] = {k: v.detach() for k, v in terms.items()}
     torch.save(result, f"{out_path}/rank{rank}.pt")
     dist.destroy_process_group()
 

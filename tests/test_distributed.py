@@ -57,21 +57,31 @@ def test_gathered_clim_triplet_gradients_equal_full_batch(ranks):
 
 
 @pytest.mark.slow
-def test_model_forward_gradients_averaged_over_ranks_equal_full_batch(ranks):
+@pytest.mark.parametrize("name, augmented", [("model", False), ("model_two_inputs", True)])
+def test_model_forward_gradients_averaged_over_ranks_equal_full_batch(ranks, name, augmented):
+    """The model's loss under DDP-style gathering equals the full batch's, with one text input and
+    with DeBias-CLIP's two (the augmented caption's terms gathered like the full caption's)."""
     from finelip_kit import get_tokenizer
 
     model = dist_worker.tiny_model()
-    terms = model(dist_worker.model_batch(get_tokenizer(context_length=64)))
+    terms = model(dist_worker.model_batch(get_tokenizer(context_length=64), augmented), augmented_weight=0.5 if augmented else 1.0)
     terms["loss"].backward()
-    for key in ("loss", "global", "fine"):
-        torch.testing.assert_close(ranks[0]["model_terms"][key], terms[key].detach(), atol=1e-5, rtol=0)
+    keys = ("loss", "global", "fine") + (("global_augmented", "fine_augmented") if augmented else ())
+    assert set(keys) <= set(ranks[0][f"{name}_terms"])
+    for key in keys:
+        torch.testing.assert_close(ranks[0][f"{name}_terms"][key], terms[key].detach(), atol=1e-5, rtol=0)
+    if augmented:  # the total is the full caption's loss + 0.5 x the augmented caption's
+        expected = terms["global"] + terms["fine"] * model.config.fine_weight
+        expected = expected + 0.5 * (terms["global_augmented"] + terms["fine_augmented"] * model.config.fine_weight)
+        extra = terms["loss"] - expected  # the other configured terms (none for this model)
+        torch.testing.assert_close(extra, torch.zeros(()), atol=1e-6, rtol=0)
     compared = 0
-    for name, param in model.named_parameters():
+    for name_, param in model.named_parameters():
         if param.grad is None:
             continue
-        averaged = sum(r["model"][name] for r in ranks) / WORLD
+        averaged = sum(r[name][name_] for r in ranks) / WORLD
         # float32 sums in another order: equal to 1e-6 relative to the gradient's largest entry.
         largest = param.grad.abs().max().clamp(min=1.0)
-        assert (averaged - param.grad).abs().max() <= 1e-6 * largest, name
+        assert (averaged - param.grad).abs().max() <= 1e-6 * largest, name_
         compared += 1
     assert compared == len([p for p in model.parameters() if p.requires_grad])
