@@ -70,9 +70,14 @@ def grid_folder(tmp_path: Path, points: int) -> Path:
 
 
 def grid(spec: Path, *extra) -> subprocess.Popen:
+    """``finelip grid spec`` as a terminal starts it: with Ctrl-C (SIGINT) at its default action. A process
+    inherits an ignored SIGINT (a background job of a non-interactive shell, as CI may start the tests,
+    ignores it) and Python then keeps ignoring it, so without the reset a Ctrl-C test would depend on how
+    the suite was launched (a fresh clone's CI failed on exactly that)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.Popen([sys.executable, "-m", "finelip_kit.cli", "grid", str(spec), *extra], cwd=spec.parent.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ctrl_c_stops_a_grid_records_what_happened_and_the_rerun_resumes(tmp_path):
