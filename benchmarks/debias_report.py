@@ -84,8 +84,8 @@ def table(part, columns) -> str:
         for _, metric in shown:
             decimals = 2 if "himo" in metric else 1
             values, base = rows[metric].dropna(), baseline[metric].dropna()
-            spread = f"{values.std():.{decimals}f}" if len(values) > 1 else "– (one seed)"
-            cell = f"{values.mean():.{decimals}f} ± {spread}"
+            spread = f" ± {values.std():.{decimals}f}" if len(values) > 1 else " (one seed)"
+            cell = f"{values.mean():.{decimals}f}{spread}"
             if name != "none":
                 effect = deltas[metric][name]
                 sigma = max(values.std(), base.std())
